@@ -142,9 +142,7 @@ class DDPMScheduler:
         self.posterior_variance = self.betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         # beta-tilde_1 = 0, so its log is clipped to the next value (as improved-diffusion does).
         self.posterior_log_variance_clipped = torch.log(
-            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
-            if num_train_timesteps > 1
-            else self.betas
+            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]]) if num_train_timesteps > 1 else self.betas
         )
         self.posterior_mean_coef1 = self.betas * torch.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * torch.sqrt(self.alphas) / (1.0 - self.alphas_cumprod)
@@ -192,9 +190,10 @@ class DDPMScheduler:
 
     def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps) -> torch.Tensor:
         """The v-prediction target v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0 (Salimans & Ho 2022)."""
-        return _gather(self.sqrt_alphas_cumprod, timesteps, sample) * noise - _gather(
-            self.sqrt_one_minus_alphas_cumprod, timesteps, sample
-        ) * sample
+        return (
+            _gather(self.sqrt_alphas_cumprod, timesteps, sample) * noise
+            - _gather(self.sqrt_one_minus_alphas_cumprod, timesteps, sample) * sample
+        )
 
     # ------------------------------------------------------------------ training: L_gamma
     def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
@@ -298,14 +297,15 @@ class DDPMScheduler:
     def predict_x0(self, model_output: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
         """x_0 from the network's output, inverting q(x_t|x_0): x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
         if self.config.prediction_type == "epsilon":
-            return _gather(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t - _gather(
-                self.sqrt_recipm1_alphas_cumprod, t, x_t
-            ) * model_output
+            return (
+                _gather(self.sqrt_recip_alphas_cumprod, t, x_t) * x_t
+                - _gather(self.sqrt_recipm1_alphas_cumprod, t, x_t) * model_output
+            )
         if self.config.prediction_type == "sample":
             return model_output
-        return _gather(self.sqrt_alphas_cumprod, t, x_t) * x_t - _gather(
-            self.sqrt_one_minus_alphas_cumprod, t, x_t
-        ) * model_output
+        return (
+            _gather(self.sqrt_alphas_cumprod, t, x_t) * x_t - _gather(self.sqrt_one_minus_alphas_cumprod, t, x_t) * model_output
+        )
 
     def predict_eps(self, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
         """eps from x_0 and x_t: eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t)."""
@@ -468,9 +468,7 @@ class DDPMScheduler:
         else:
             from huggingface_hub import hf_hub_download
 
-            file = Path(
-                hf_hub_download(str(pretrained_model_name_or_path), CONFIG_NAME, subfolder=subfolder, **kwargs)
-            )
+            file = Path(hf_hub_download(str(pretrained_model_name_or_path), CONFIG_NAME, subfolder=subfolder, **kwargs))
         return cls.from_config(json.loads(file.read_text()))
 
     def __repr__(self) -> str:

@@ -1,0 +1,231 @@
+"""Training data: scikit-learn's digits (offline default), a local image folder, or a Hub dataset -> tensors in [-1, 1].
+
+Every source becomes a `datasets.Dataset` with an image column, then one preprocessing path (resize, crop, mode,
+scale). Small data sets are decoded once into one in-memory tensor; large ones are decoded per batch through a
+`DataLoader`. Unreadable images are skipped and counted (a warning names how many); a data set with no readable
+image is an error.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+DIGITS = "digits"
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+IN_MEMORY_BYTES = 2 * 1024**3  # decode once into RAM below this size
+
+
+class DataError(ValueError):
+    """Bad training data; the message says what to change."""
+
+
+def digits_dataset():
+    """scikit-learn's bundled 8x8 handwritten digits (1797 images, no download) as a `datasets.Dataset`.
+
+    Pixel values 0..16 become 8-bit grayscale images 0..255 (bright strokes on black), with their labels.
+    """
+    from datasets import Dataset, Features, Value
+    from datasets import Image as ImageFeature
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = [Image.fromarray(np.round(a * 255.0 / 16.0).astype(np.uint8), mode="L") for a in digits.images]
+    features = Features({"image": ImageFeature(), "label": Value("int64")})
+    return Dataset.from_dict({"image": images, "label": digits.target.tolist()}, features=features)
+
+
+def load_image_dataset(
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_data_dir: str | None = None,
+    image_column: str | None = None,
+    split: str = "train",
+    cache_dir: str | None = None,
+):
+    """(dataset, image column) from a Hub dataset, a local folder, or digits when neither is given."""
+    from datasets import load_dataset
+
+    if dataset_name and train_data_dir:
+        raise DataError("give either --dataset_name or --train_data_dir, not both")
+    if train_data_dir:
+        folder = Path(train_data_dir)
+        if not folder.is_dir():
+            raise DataError(f"--train_data_dir {folder} is not a folder: point it at a folder of images")
+        if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.rglob("*") if p.is_file()):
+            raise DataError(f"no images found in {folder}: put .png/.jpg files in it (or in class subfolders)")
+        ds = load_dataset("imagefolder", data_dir=str(folder), split="train", cache_dir=cache_dir)
+    elif dataset_name in (None, DIGITS):
+        ds = digits_dataset()
+    else:
+        try:
+            ds = load_dataset(dataset_name, dataset_config_name, split=split, cache_dir=cache_dir)
+        except Exception as e:  # the datasets library's own error names the problem; keep it on one line
+            raise DataError(f"could not load dataset {dataset_name!r}: {str(e).splitlines()[0]}") from e
+    return ds, find_image_column(ds, image_column)
+
+
+def find_image_column(ds, image_column: str | None = None) -> str:
+    """The named column, or the first column of `Image` type (else one called image/img/picture)."""
+    from datasets import Image as ImageFeature
+
+    columns = list(ds.column_names)
+    if image_column:
+        if image_column not in columns:
+            raise DataError(f"no column {image_column!r} in the data set: its columns are {', '.join(columns)}")
+        return image_column
+    for name, feature in ds.features.items():
+        if isinstance(feature, ImageFeature):
+            return name
+    for name in ("image", "img", "picture"):
+        if name in columns:
+            return name
+    raise DataError(f"no image column found (columns: {', '.join(columns)}): name it with --image_column")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """PIL image -> float tensor [C, H, W] in [-1, 1]: mode, resize (shorter side), crop, scale."""
+
+    resolution: int
+    channels: int = 1
+    center_crop: bool = True
+
+    def __call__(self, image: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
+        image = to_mode(image, self.channels)
+        w, h = image.size
+        scale = self.resolution / min(w, h)
+        size = (max(self.resolution, round(w * scale)), max(self.resolution, round(h * scale)))
+        if size != (w, h):
+            image = image.resize(size, Image.Resampling.BILINEAR)
+        image = crop(image, self.resolution, self.center_crop, rng)
+        a = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def to_mode(image: Image.Image, channels: int) -> Image.Image:
+    """Any PIL mode (L, RGB, RGBA, P, LA, I;16, I, F, CMYK ...) as 8-bit L (1 channel) or RGB (3)."""
+    if channels not in (1, 3):
+        raise DataError(f"--channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16/32-bit: rescale to 8 bits by its range
+        a = np.asarray(image, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        image = Image.fromarray(np.round(a).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    image = ImageOps.exif_transpose(image) if hasattr(image, "getexif") else image
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def crop(image: Image.Image, size: int, center: bool, rng: np.random.Generator | None) -> Image.Image:
+    w, h = image.size
+    if center or rng is None:
+        left, top = (w - size) // 2, (h - size) // 2
+    else:
+        left, top = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
+    return image.crop((left, top, left + size, top + size))
+
+
+def decode(value) -> Image.Image:
+    """An image cell as stored by `datasets` (PIL image, {"bytes", "path"}, or a path) -> PIL image."""
+    if isinstance(value, Image.Image):
+        return value
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            image = Image.open(io.BytesIO(value["bytes"]))
+        else:
+            image = Image.open(value["path"])
+    else:
+        image = Image.open(value)
+    image.load()
+    return image
+
+
+class ImageData:
+    """A data set ready for training: `batch(indices, flip_mask)` returns a [B, C, H, W] tensor in [-1, 1]."""
+
+    def __init__(self, ds, image_column: str, preprocess: Preprocess, in_memory: bool | None = None):
+        from datasets import Image as ImageFeature
+
+        self.preprocess = preprocess
+        if isinstance(ds.features.get(image_column), ImageFeature):
+            ds = ds.cast_column(image_column, ImageFeature(decode=False))
+        self.column = ds[image_column] if len(ds) else []
+        if len(self.column) == 0:
+            raise DataError("the data set has no images: check the folder, dataset name or split")
+        per_image = 4 * preprocess.channels * preprocess.resolution**2
+        self.in_memory = in_memory if in_memory is not None else len(self.column) * per_image <= IN_MEMORY_BYTES
+        self.skipped = 0
+        if self.in_memory:
+            self.tensor, self.skipped = self._decode_all()
+            self.size = len(self.tensor)
+        else:
+            self.size = len(self.column)
+
+    def _decode_all(self) -> tuple[torch.Tensor, int]:
+        images, skipped = [], 0
+        for value in self.column:
+            try:
+                images.append(self.preprocess(decode(value)))
+            except (OSError, ValueError, SyntaxError):
+                skipped += 1
+        if not images:
+            raise DataError(f"none of the {len(self.column)} images could be read: check the files' format")
+        if skipped:
+            warnings.warn(f"skipped {skipped} unreadable image(s) of {len(self.column)}", UserWarning, stacklevel=3)
+        return torch.stack(images), skipped
+
+    def __len__(self) -> int:
+        return self.size
+
+    def batch(self, indices: list[int], flip: torch.Tensor | None = None) -> torch.Tensor:
+        """The images at `indices`, mirrored left-right where `flip` is True."""
+        if self.in_memory:
+            x = self.tensor[indices]
+        else:
+            x = torch.stack([self._load(i) for i in indices])
+        if flip is not None and bool(flip.any()):
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        return x
+
+    def _load(self, i: int) -> torch.Tensor:
+        """Decode one image (streaming mode); an unreadable one is replaced by the next readable one."""
+        for k in range(len(self.column)):
+            try:
+                return self.preprocess(decode(self.column[(i + k) % len(self.column)]))
+            except (OSError, ValueError, SyntaxError):
+                self.skipped += 1
+        raise DataError("no image in the data set could be read")
+
+
+def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:
+    """This rank's batches of one epoch: a permutation seeded by (seed, epoch), shared by all ranks, cut into
+    global batches of batch_size * world_size, of which rank r takes the r-th slice (per-rank sharding).
+
+    The last incomplete global batch is dropped; if the data set is smaller than one global batch, the
+    permutation is repeated so every step still sees a full batch.
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    global_batch = batch_size * world_size
+    reps = max(1, math.ceil(global_batch / n))
+    perm = torch.cat([torch.randperm(n, generator=g) for _ in range(reps)]).tolist()
+    batches = []
+    for start in range(0, len(perm) - global_batch + 1, global_batch):
+        chunk = perm[start : start + global_batch]
+        batches.append(chunk[rank * batch_size : (rank + 1) * batch_size])
+    return batches
+
+
+def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
+    return max(1, (max(n, batch_size * world_size)) // (batch_size * world_size))

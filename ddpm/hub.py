@@ -1,0 +1,228 @@
+"""A trained DDPM on disk and on the Hub, in diffusers' `DDPMPipeline` layout:
+
+    model_index.json
+    unet/config.json, unet/diffusion_pytorch_model.safetensors
+    scheduler/scheduler_config.json      (read by ddpm.DDPMScheduler and diffusers.DDPMScheduler alike)
+    README.md                            (model card), samples.png
+
+Loading accepts safetensors only (no pickles, no remote code) and turns every failure into a `ModelLoadError`
+with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .scheduler import DDPMScheduler, _diffusers_version
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+PICKLE_WEIGHTS = ("diffusion_pytorch_model.bin", "pytorch_model.bin", "model.ckpt", "diffusion_pytorch_model.pt")
+MODEL_FILES = ["model_index.json", "unet/config.json", f"unet/{WEIGHTS}", "scheduler/scheduler_config.json"]
+UPLOAD_IGNORE = ["checkpoints/*", "checkpoints/**", "logs/*", "logs/**", "**/.tmp-*", "*.tmp"]
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says why and what to change."""
+
+
+@dataclass
+class LoadedModel:
+    unet: object
+    scheduler: DDPMScheduler
+    source: str
+    path: Path
+
+
+def save_pipeline(output_dir: str | os.PathLike, unet, scheduler: DDPMScheduler) -> Path:
+    """Write unet/, scheduler/ and model_index.json so `diffusers.DDPMPipeline.from_pretrained` reads the folder."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    unet.save_pretrained(out / "unet", safe_serialization=True)
+    scheduler.save_pretrained(out / "scheduler")
+    index = {
+        "_class_name": "DDPMPipeline",
+        "_diffusers_version": _diffusers_version(),
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "unet": ["diffusers", "UNet2DModel"],
+    }
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return out
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+def resolve(name_or_path: str, revision: str | None = None, token: str | None = None) -> Path:
+    """A local folder as is; a Hub repo id downloaded (model files only, safetensors) to the local cache."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or name_or_path.startswith((".", "/", "~")):
+        raise ModelLoadError(f"{name_or_path} is not a model folder: give a folder in the DDPMPipeline layout or a Hub repo id")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return Path(
+            snapshot_download(
+                name_or_path,
+                revision=revision,
+                token=token,
+                allow_patterns=[*MODEL_FILES, "README.md", "samples.png", "unet/*.bin"],
+            )
+        )
+    except HFValidationError:
+        raise ModelLoadError(f"{name_or_path!r} is not a valid Hub repo id: use the form user/model-name") from None
+    except GatedRepoError:
+        raise ModelLoadError(f"{name_or_path} is gated: accept its terms on the Hub and set HF_TOKEN") from None
+    except RepositoryNotFoundError:
+        raise ModelLoadError(
+            f"model {name_or_path} was not found on the Hub: check the repo id (or set HF_TOKEN for a private repo)"
+        ) from None
+    except RevisionNotFoundError:
+        raise ModelLoadError(f"revision {revision!r} of {name_or_path} was not found") from None
+    except LocalEntryNotFoundError:
+        raise ModelLoadError(
+            f"{name_or_path} is not cached and the Hub cannot be reached (offline): connect, or use a local folder"
+        ) from None
+    except Exception as e:  # network and server errors
+        raise ModelLoadError(f"could not download {name_or_path}: {_one_line(e)}") from None
+
+
+def load_pipeline(name_or_path: str, revision: str | None = None, token: str | None = None, device=None) -> LoadedModel:
+    """(UNet2DModel, DDPMScheduler) from a local folder or Hub repo in the DDPMPipeline layout, in eval mode."""
+    from diffusers import UNet2DModel
+
+    path = resolve(name_or_path, revision, token)
+    unet_dir = path / "unet" if (path / "unet").is_dir() else path
+    if not (unet_dir / "config.json").is_file():
+        raise ModelLoadError(f"{name_or_path} is not a DDPM in the diffusers layout: unet/config.json is missing")
+    if not (unet_dir / WEIGHTS).is_file():
+        if any((unet_dir / f).is_file() for f in PICKLE_WEIGHTS):
+            raise ModelLoadError(
+                f"{name_or_path} has only pickle weights (.bin): this app loads safetensors only; "
+                "re-save the model with safe_serialization=True"
+            )
+        raise ModelLoadError(f"{name_or_path} has no unet/{WEIGHTS}")
+    sched_dir = path / "scheduler" if (path / "scheduler").is_dir() else path
+    try:
+        config = json.loads((unet_dir / "config.json").read_text())
+        if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
+            raise ModelLoadError(f"{name_or_path} holds a {config['_class_name']}, not an unconditional UNet2DModel")
+        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
+    except ModelLoadError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(
+            f"the weights of {name_or_path} could not be read ({_one_line(e)}): the file may be corrupt"
+        ) from None
+    try:
+        scheduler = DDPMScheduler.from_pretrained(sched_dir)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{name_or_path} has no scheduler/scheduler_config.json") from None
+    except (ValueError, json.JSONDecodeError) as e:
+        raise ModelLoadError(f"the scheduler of {name_or_path} is not a DDPM scheduler this app runs: {_one_line(e)}") from None
+    if device is not None:
+        unet.to(device)
+    unet.eval().requires_grad_(False)
+    return LoadedModel(unet=unet, scheduler=scheduler, source=name_or_path, path=path)
+
+
+def push_to_hub(
+    folder: str | os.PathLike,
+    repo_id: str,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str = "Upload DDPM",
+    run_as_future: bool = False,
+):
+    """create_repo + upload_folder of the model folder (never checkpoints or logs). Returns the commit (or a Future)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        commit_message=commit_message,
+        ignore_patterns=UPLOAD_IGNORE,
+        run_as_future=run_as_future,
+    )
+
+
+def write_model_card(
+    output_dir: str | os.PathLike,
+    *,
+    repo_id: str | None,
+    dataset: str,
+    training_args: dict,
+    final_loss: float | None,
+    num_parameters: int,
+    resolution: int,
+    sample_image: str | None = "samples.png",
+    license: str = "mit",
+) -> Path:
+    """README.md with the Hub's YAML metadata, samples, the training arguments and how to use the model."""
+    name = repo_id or Path(output_dir).name
+    hub_dataset = dataset if "/" in dataset else None
+    meta = [
+        "---",
+        "library_name: diffusers",
+        f"license: {license}",
+        "pipeline_tag: unconditional-image-generation",
+        "tags:",
+        *[f"- {t}" for t in ("pytorch", "diffusers", "unconditional-image-generation", "ddpm", "ddpm-space")],
+    ]
+    if hub_dataset:
+        meta += ["datasets:", f"- {hub_dataset}"]
+    meta.append("---")
+    args = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(training_args.items()) if "token" not in k)
+    loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
+    body = f"""
+# {name}
+
+A Denoising Diffusion Probabilistic Model (Ho et al. 2020) trained on **{dataset}** at {resolution}x{resolution}
+with [ddpm-space](https://huggingface.co/spaces) (`train_accelerate.py`): a diffusers `UNet2DModel`
+({num_parameters / 1e6:.2f} M parameters) and a DDPM scheduler written from the article's equations.
+Weights are the EMA of the training weights. Final training loss (L_gamma, last logging window): {loss}.
+
+{f"![samples]({sample_image})" if sample_image else ""}
+
+## Use it
+
+In the ddpm-space app:
+
+```bash
+MODEL_ID={name} python app.py
+```
+
+With diffusers alone:
+
+```python
+import torch
+from diffusers import DDPMPipeline
+
+pipe = DDPMPipeline.from_pretrained("{name}")
+images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
+```
+
+## Training arguments
+
+| argument | value |
+|---|---|
+{args}
+"""
+    path = Path(output_dir) / "README.md"
+    path.write_text("\n".join(meta) + "\n" + body)
+    return path

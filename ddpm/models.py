@@ -1,0 +1,60 @@
+"""The network eps_theta(x_t, t): diffusers' `UNet2DModel`, in a few presets sized for CPU and GPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from diffusers import UNet2DModel
+
+# Each preset: channels per resolution level, resnet blocks per level, and whether the lowest level has attention.
+PRESETS = {
+    "tiny": {"block_out_channels": (32, 64, 64), "layers_per_block": 1},  # ~1.1 M params, CPU-friendly
+    "small": {"block_out_channels": (64, 128, 128), "layers_per_block": 2},  # ~6 M
+    "base": {"block_out_channels": (128, 256, 256, 256), "layers_per_block": 2},  # ~36 M, Ho et al.-like, GPU
+}
+
+
+def min_resolution_multiple(preset: str) -> int:
+    """Every downsampling halves the image: the resolution must be a multiple of 2^(levels - 1)."""
+    return 2 ** (len(PRESETS[preset]["block_out_channels"]) - 1)
+
+
+def make_unet(preset: str = "tiny", resolution: int = 16, channels: int = 1) -> UNet2DModel:
+    """A fresh UNet2DModel for `resolution` x `resolution` images with `channels` channels."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}: use one of {', '.join(PRESETS)}")
+    m = min_resolution_multiple(preset)
+    if resolution < m or resolution % m:
+        raise ValueError(f"resolution {resolution} does not fit the {preset!r} preset: use a multiple of {m} (e.g. {max(m, 16)})")
+    p = PRESETS[preset]
+    levels = len(p["block_out_channels"])
+    down = ["DownBlock2D"] * (levels - 1) + ["AttnDownBlock2D"]
+    up = ["AttnUpBlock2D"] + ["UpBlock2D"] * (levels - 1)
+    return UNet2DModel(
+        sample_size=resolution,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=p["block_out_channels"],
+        layers_per_block=p["layers_per_block"],
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        attention_head_dim=None,
+        norm_num_groups=min(32, p["block_out_channels"][0]),
+    )
+
+
+def load_unet(config_name_or_path: str) -> UNet2DModel:
+    """A UNet from a config JSON (fresh weights) or from a saved model/pipeline folder (fine-tuning)."""
+    path = Path(config_name_or_path)
+    if path.is_file():
+        return UNet2DModel.from_config(json.loads(path.read_text()))
+    if (path / "unet").is_dir():
+        return UNet2DModel.from_pretrained(path, subfolder="unet", use_safetensors=True)
+    if path.is_dir():
+        return UNet2DModel.from_pretrained(path, use_safetensors=True)
+    return UNet2DModel.from_pretrained(config_name_or_path, subfolder="unet", use_safetensors=True)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

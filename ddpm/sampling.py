@@ -1,0 +1,121 @@
+"""Sampling: the reverse process from x_T ~ N(0, I) to x_0, one frame at a time (article section 3.3).
+
+`trajectory(...)` is a generator of `Frame`s (x_T first, x_0 last) that the app streams; `sample(...)` runs it
+to the end and returns x_0. Three samplers over the same trained network:
+
+- "ddpm": Algorithm 2 of Ho et al., all T steps, x_{t-1} = mu_theta(x_t, t) + sigma_t z.
+- "respaced": the same step over N evenly spaced timesteps, with the shortened chain's betas
+  (Nichol & Dhariwal 2021, "timestep respacing"); N = T is exactly "ddpm".
+- "ddim": DDIM (Song et al. 2021) over N timesteps; eta = 0 deterministic, eta = 1 the respaced DDPM.
+
+Random numbers are drawn in diffusers' order (the initial noise, then one draw per step with t > 0), so "ddpm"
+with a seeded CPU `torch.Generator` gives diffusers' `DDPMPipeline` images for that seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .scheduler import DDPMScheduler, randn
+
+SAMPLERS = ("ddpm", "respaced", "ddim")
+
+
+@dataclass
+class Frame:
+    """One state of the reverse process.
+
+    `t` is the article's time of `sample`: T for the initial noise x_T, 0 for the final image x_0.
+    `pred_original_sample` is the network's estimate of x_0 made on the way to this frame (None for x_T).
+    """
+
+    step: int
+    num_steps: int
+    t: int
+    sample: torch.Tensor
+    pred_original_sample: torch.Tensor | None
+
+
+def sampling_timesteps(num_train_timesteps: int, num_steps: int) -> list[int]:
+    """N timesteps evenly spaced over [0, T-1], first T-1 and last 0, in the order they are walked (descending).
+
+    This is improved-diffusion's respacing: the walk always starts from the most noisy timestep T-1, so x_T is
+    really N(0, I) at any N (diffusers' "leading" spacing would start at T - T/N).
+    """
+    T = num_train_timesteps
+    if not 1 <= num_steps <= T:
+        raise ValueError(f"the number of steps must be between 1 and {T} for this model, got {num_steps}")
+    if num_steps == 1:
+        return [T - 1]
+    ts = np.unique(np.round(np.linspace(0, T - 1, num_steps)).astype(np.int64))
+    return ts[::-1].tolist()
+
+
+def _model_config(model):
+    return getattr(model, "config", None)
+
+
+def sample_shape(model, batch_size: int) -> tuple[int, ...]:
+    """(batch, channels, height, width) of a UNet2DModel's samples."""
+    cfg = _model_config(model)
+    size = cfg.sample_size
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    return (batch_size, cfg.in_channels, *hw)
+
+
+@torch.inference_mode()
+def trajectory(
+    model,
+    scheduler: DDPMScheduler,
+    batch_size: int = 1,
+    *,
+    sampler: str = "ddpm",
+    num_inference_steps: int | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    shape: tuple[int, ...] | None = None,
+    device: torch.device | str | None = None,
+) -> Iterator[Frame]:
+    """Yield x_T, then every x_t the sampler visits, down to x_0 (num_steps + 1 frames).
+
+    `num_inference_steps` defaults to T for "ddpm" (which ignores any other value) and to 50 otherwise.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+    T = scheduler.num_train_timesteps
+    if sampler == "ddpm":
+        timesteps = list(range(T - 1, -1, -1))
+    else:
+        timesteps = sampling_timesteps(T, num_inference_steps or min(50, T))
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be between 0 and 1, got {eta}")
+
+    params = next(model.parameters(), None) if hasattr(model, "parameters") else None
+    device = torch.device(device) if device is not None else (params.device if params is not None else torch.device("cpu"))
+    dtype = params.dtype if params is not None else torch.float32
+    shape = shape or sample_shape(model, batch_size)
+
+    x = randn(shape, generator, device, dtype)
+    n = len(timesteps)
+    yield Frame(step=0, num_steps=n, t=T, sample=x, pred_original_sample=None)
+    for i, t in enumerate(timesteps):
+        prev_t = timesteps[i + 1] if i + 1 < n else -1
+        t_in = torch.tensor(t, device=device)
+        out = model(x, t_in)
+        model_output = out.sample if hasattr(out, "sample") else out
+        if sampler == "ddim":
+            step = scheduler.ddim_step(model_output, t, x, prev_t, eta=eta, generator=generator)
+        else:
+            step = scheduler.p_sample(model_output, t, x, generator, prev_t=prev_t)
+        x = step.prev_sample
+        yield Frame(step=i + 1, num_steps=n, t=prev_t + 1, sample=x, pred_original_sample=step.pred_original_sample)
+
+
+def sample(model, scheduler: DDPMScheduler, batch_size: int = 1, **kwargs) -> torch.Tensor:
+    """Run `trajectory` to the end and return x_0 (values in about [-1, 1])."""
+    *_, last = trajectory(model, scheduler, batch_size, **kwargs)
+    return last.sample

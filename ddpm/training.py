@@ -1,0 +1,380 @@
+"""The training loop (Ho et al. Algorithm 1) under Hugging Face `accelerate`.
+
+repeat: x_0 ~ data, t ~ Uniform{1..T}, eps ~ N(0, I); gradient step on w_t ||eps - eps_theta(x_t, t)||^2.
+
+Everything random in a step (timesteps, noise, flips) and the data order are functions of (seed, rank, step),
+and a checkpoint holds model, optimizer, LR schedule and EMA: a run killed at any point and resumed from its
+last checkpoint ends with the same weights as one never interrupted. Checkpoints are written to a temporary
+folder and renamed, so a kill while saving never leaves a broken latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as data_lib
+from .hub import push_to_hub, save_pipeline, write_model_card
+from .models import count_parameters, load_unet, make_unet
+from .sampling import sample
+from .scheduler import DDPMScheduler
+from .visualize import auto_scale, grid
+
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+
+
+@dataclass
+class TrainConfig:
+    """Every option of `train_accelerate.py` (same names as its flags)."""
+
+    output_dir: str = "ddpm-model"
+    # data
+    dataset_name: str | None = None  # None or "digits": scikit-learn's digits, offline
+    dataset_config_name: str | None = None
+    train_data_dir: str | None = None
+    image_column: str | None = None
+    cache_dir: str | None = None
+    resolution: int = 16
+    channels: int = 1
+    center_crop: bool = True
+    random_flip: bool = False
+    # model and diffusion
+    model_preset: str = "tiny"
+    model_config_name_or_path: str | None = None
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    prediction_type: str = "epsilon"
+    loss_type: str = "l2"
+    timestep_weighting: str = "uniform"
+    snr_gamma: float = 5.0
+    # optimisation
+    train_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    max_train_steps: int | None = None
+    num_epochs: int = 10
+    learning_rate: float = 1e-4
+    lr_scheduler: str = "cosine"
+    lr_warmup_steps: int = 500
+    adam_beta1: float = 0.95
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-6
+    adam_epsilon: float = 1e-8
+    max_grad_norm: float = 1.0
+    use_ema: bool = True
+    ema_max_decay: float = 0.9999
+    ema_inv_gamma: float = 1.0
+    ema_power: float = 0.75
+    mixed_precision: str = "no"
+    seed: int = 0
+    # bookkeeping
+    checkpointing_steps: int = 500
+    checkpoints_total_limit: int | None = 3
+    resume_from_checkpoint: str | None = None
+    save_images_steps: int = 1000
+    eval_batch_size: int = 16
+    eval_sampler: str = "ddim"
+    eval_steps: int = 50
+    logging_steps: int = 10
+    report_to: str = "tensorboard"
+    # hub
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_token: str | None = None
+    hub_private_repo: bool = False
+    push_checkpoints: bool = False
+
+    def public_dict(self) -> dict:
+        """The arguments without secrets (for logs and the model card)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "hub_token"}
+
+
+def check_distributed(accelerator) -> None:
+    """Fail clearly when `accelerate launch` started several processes that cannot talk to each other."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and accelerator.num_processes != world:
+        raise SystemExit(
+            f"error: {world} processes were started but they are not connected (accelerate runs them as "
+            f"{accelerator.distributed_type.value}, each alone); on a machine without GPU launch with "
+            f"`ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {world} train_accelerate.py ...`"
+        )
+
+
+def find_checkpoint(output_dir: str | Path, which: str) -> Path | None:
+    """`which` = "latest" (highest complete checkpoint, or None) or a checkpoint folder path."""
+    if which != "latest":
+        path = Path(which)
+        if not path.is_dir():
+            path = Path(output_dir) / CHECKPOINTS / which
+        if not path.is_dir():
+            raise FileNotFoundError(f"checkpoint {which} not found: pass 'latest' or a folder under {output_dir}/{CHECKPOINTS}")
+        return path
+    root = Path(output_dir) / CHECKPOINTS
+    found = [p for p in root.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, total_limit: int | None) -> Path:
+    """accelerator.save_state into a temporary folder, then an atomic rename to checkpoint-<step>."""
+    root = Path(output_dir) / CHECKPOINTS
+    final, tmp = root / f"checkpoint-{step}", root / f".tmp-checkpoint-{step}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if total_limit:
+            done = sorted(
+                (p for p in root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                key=lambda p: int(p.name.split("-")[-1]),
+            )
+            for old in done[: max(0, len(done) - total_limit)]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _step_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
+    """The randomness of one micro-batch, a pure function of (seed, rank, micro_step)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + rank) * 1_000_000_007 + micro_step)
+
+
+def _build_data(cfg: TrainConfig) -> data_lib.ImageData:
+    ds, column = data_lib.load_image_dataset(
+        cfg.dataset_name, cfg.dataset_config_name, cfg.train_data_dir, cfg.image_column, cache_dir=cfg.cache_dir
+    )
+    return data_lib.ImageData(ds, column, data_lib.Preprocess(cfg.resolution, cfg.channels, cfg.center_crop))
+
+
+def _build_unet(cfg: TrainConfig):
+    if cfg.model_config_name_or_path:
+        unet = load_unet(cfg.model_config_name_or_path)
+        if unet.config.sample_size != cfg.resolution or unet.config.in_channels != cfg.channels:
+            raise ValueError(
+                f"the model takes {unet.config.in_channels}x{unet.config.sample_size}px images but the data is "
+                f"{cfg.channels}x{cfg.resolution}px: set --resolution {unet.config.sample_size} "
+                f"--channels {unet.config.in_channels}"
+            )
+        return unet
+    return make_unet(cfg.model_preset, cfg.resolution, cfg.channels)
+
+
+def _ema_weights(accelerator, unet, ema):
+    """A copy of the network holding the EMA weights (the training weights stay untouched)."""
+    model = copy.deepcopy(accelerator.unwrap_model(unet))
+    if ema is not None:
+        ema.copy_to(model.parameters())
+    return model.eval()
+
+
+def _sample_grid(model, scheduler: DDPMScheduler, cfg: TrainConfig, sampler: str, steps: int | None):
+    g = torch.Generator().manual_seed(cfg.seed)
+    x = sample(model, scheduler, cfg.eval_batch_size, sampler=sampler, num_inference_steps=steps, generator=g)
+    return grid(x, scale=auto_scale(cfg.resolution, 64))
+
+
+def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, dataset_label: str, final: bool):
+    model = _ema_weights(accelerator, unet, ema)
+    save_pipeline(out, model, scheduler)
+    sampler, steps = ("ddpm", None) if final else (cfg.eval_sampler, cfg.eval_steps)
+    _sample_grid(model, scheduler, cfg, sampler, steps).save(out / "samples.png")
+    write_model_card(
+        out,
+        repo_id=cfg.hub_model_id,
+        dataset=dataset_label,
+        training_args=cfg.public_dict(),
+        final_loss=final_loss,
+        num_parameters=count_parameters(model),
+        resolution=cfg.resolution,
+    )
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train, checkpoint, save the model folder (and push it). Returns a summary dict (main process)."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    out = Path(cfg.output_dir)
+    if cfg.push_to_hub and not cfg.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id USER/NAME")
+    if cfg.train_batch_size < 1 or cfg.gradient_accumulation_steps < 1:
+        raise ValueError("--train_batch_size and --gradient_accumulation_steps must be at least 1")
+    report_to = None if cfg.report_to in (None, "", "none") else cfg.report_to
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        log_with=report_to,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / LOGS)),
+    )
+    check_distributed(accelerator)
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    data = _build_data(cfg)
+    set_seed(cfg.seed)  # the same initial weights on every rank
+    unet = _build_unet(cfg)
+    scheduler = DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type
+    )
+    diag = scheduler.diagnostics()
+    if diag.warning and accelerator.is_main_process:
+        print(f"warning: {diag.warning}")
+    weights = None if cfg.timestep_weighting == "uniform" else scheduler.timestep_weights(cfg.timestep_weighting, cfg.snr_gamma)
+
+    spe = data_lib.steps_per_epoch(len(data), cfg.train_batch_size, world)
+    micro_per_step = cfg.gradient_accumulation_steps
+    max_steps = cfg.max_train_steps or math.ceil(cfg.num_epochs * spe / micro_per_step)
+
+    ema = None
+    if cfg.use_ema:
+        ema = EMAModel(
+            unet.parameters(),
+            decay=cfg.ema_max_decay,
+            use_ema_warmup=True,
+            inv_gamma=cfg.ema_inv_gamma,
+            power=cfg.ema_power,
+            model_cls=type(unet),
+            model_config=unet.config,
+        )
+    optimizer = torch.optim.AdamW(
+        unet.parameters(),
+        lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        weight_decay=cfg.adam_weight_decay,
+        eps=cfg.adam_epsilon,
+        foreach=True,
+    )
+    lr_schedule = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps, num_training_steps=max_steps)
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    unet.to(memory_format=torch.channels_last)
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    accelerator.register_for_checkpointing(lr_schedule)
+
+    global_step = 0
+    if cfg.resume_from_checkpoint:
+        path = find_checkpoint(out, cfg.resume_from_checkpoint)
+        if path is None:
+            accelerator.print(f"no checkpoint in {out / CHECKPOINTS}: starting a new run")
+        else:
+            accelerator.load_state(str(path))
+            global_step = int(path.name.split("-")[-1])
+            accelerator.print(f"resumed from {path} at step {global_step}")
+
+    dataset_label = cfg.dataset_name or (f"local folder {Path(cfg.train_data_dir).name}" if cfg.train_data_dir else "digits")
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        if report_to:
+            accelerator.init_trackers("ddpm", config={k: v for k, v in cfg.public_dict().items() if v is not None})
+        accelerator.print(
+            f"{len(data)} images ({'in memory' if data.in_memory else 'streamed'}), {count_parameters(unet) / 1e6:.2f} M "
+            f"parameters, {world} process(es) on {accelerator.device}, {max_steps} steps of "
+            f"{cfg.train_batch_size * micro_per_step * world} images"
+        )
+
+    epoch_cache: dict[int, list[list[int]]] = {}
+
+    def micro_batch(m: int) -> torch.Tensor:
+        epoch, index = divmod(m, spe)
+        if epoch not in epoch_cache:
+            epoch_cache.clear()
+            epoch_cache[epoch] = data_lib.epoch_batches(len(data), cfg.train_batch_size, epoch, cfg.seed, rank, world)
+        return epoch_cache[epoch][index]
+
+    unet.train()
+    progress = tqdm(total=max_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="train")
+    window_loss, window_count, last_loss = torch.zeros((), device=accelerator.device), 0, None
+    t_window = time.perf_counter()
+    while global_step < max_steps:
+        for micro in range(micro_per_step):
+            m = global_step * micro_per_step + micro
+            g = _step_generator(cfg.seed, rank, m)
+            indices = micro_batch(m)
+            flip = torch.rand(len(indices), generator=g) < 0.5 if cfg.random_flip else None
+            x0 = data.batch(indices, flip).to(accelerator.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            t = torch.randint(0, scheduler.num_train_timesteps, (len(indices),), generator=g)
+            noise = torch.randn(x0.shape, generator=g).to(accelerator.device).contiguous(memory_format=torch.channels_last)
+            sync = micro == micro_per_step - 1
+            with accelerator.no_sync(unet) if not sync else contextlib.nullcontext(), accelerator.autocast():
+                loss = scheduler.loss(unet, x0, t.to(accelerator.device), noise, loss_type=cfg.loss_type, weights=weights)
+                accelerator.backward(loss / micro_per_step)
+            window_loss += loss.detach()
+            window_count += 1
+        if cfg.max_grad_norm:
+            accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        lr_schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(unet.parameters())
+        global_step += 1
+        progress.update(1)
+
+        if global_step % cfg.logging_steps == 0 or global_step == max_steps:
+            mean_loss = accelerator.reduce(window_loss / window_count, reduction="mean").item()
+            elapsed = time.perf_counter() - t_window
+            images_per_s = window_count * cfg.train_batch_size * world / max(elapsed, 1e-9)
+            logs = {"loss": mean_loss, "lr": lr_schedule.get_last_lr()[0], "images_per_s": images_per_s}
+            if ema is not None:
+                logs["ema_decay"] = ema.cur_decay_value if ema.cur_decay_value is not None else 0.0
+            progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{images_per_s:.0f}")
+            if report_to:
+                accelerator.log(logs, step=global_step)
+            last_loss = mean_loss
+            window_loss.zero_()
+            window_count, t_window = 0, time.perf_counter()
+
+        if cfg.checkpointing_steps and global_step % cfg.checkpointing_steps == 0 and global_step < max_steps:
+            save_checkpoint(accelerator, out, global_step, cfg.checkpoints_total_limit)
+            if cfg.push_checkpoints and cfg.push_to_hub and accelerator.is_main_process:
+                _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, final=False)
+                push_to_hub(
+                    out,
+                    cfg.hub_model_id,
+                    cfg.hub_token,
+                    cfg.hub_private_repo,
+                    commit_message=f"Checkpoint at step {global_step}",
+                    run_as_future=True,
+                )
+
+        if cfg.save_images_steps and global_step % cfg.save_images_steps == 0 and accelerator.is_main_process:
+            images_dir = out / LOGS / "samples"
+            images_dir.mkdir(parents=True, exist_ok=True)
+            model = _ema_weights(accelerator, unet, ema)
+            picture = _sample_grid(model, scheduler, cfg, cfg.eval_sampler, cfg.eval_steps)
+            picture.save(images_dir / f"step-{global_step:07d}.png")
+            if report_to == "tensorboard":
+                tracker = accelerator.get_tracker("tensorboard", unwrap=True)
+                image = np.asarray(picture)
+                tracker.add_image("samples", image, global_step, dataformats="HW" if image.ndim == 2 else "HWC")
+
+    progress.close()
+    accelerator.wait_for_everyone()
+    summary = {"steps": global_step, "final_loss": last_loss, "output_dir": str(out), "processes": world}
+    if accelerator.is_main_process:
+        _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, final=True)
+        if cfg.push_to_hub:
+            token = cfg.hub_token or os.environ.get("HF_TOKEN")
+            commit = push_to_hub(out, cfg.hub_model_id, token, cfg.hub_private_repo, commit_message="Upload trained DDPM")
+            summary["hub_commit"] = getattr(commit, "oid", None)
+            accelerator.print(f"pushed to https://huggingface.co/{cfg.hub_model_id}")
+        accelerator.print(f"saved the model to {out} (final loss {last_loss})")
+    accelerator.end_training()
+    return summary

@@ -1,0 +1,19 @@
+"""Small shared pieces for the tests."""
+
+import torch
+from diffusers import UNet2DModel
+
+
+def tiny_unet(size: int = 8, channels: int = 1, seed: int = 0) -> UNet2DModel:
+    """A small random UNet2DModel (fast on CPU), the same for the same seed."""
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=8,
+    ).eval()

@@ -1,0 +1,90 @@
+import pytest
+import torch
+from diffusers import DDPMPipeline
+from diffusers import DDPMScheduler as DiffusersDDPMScheduler
+from helpers import tiny_unet
+
+from ddpm import DDPMScheduler
+from ddpm.sampling import sample, sampling_timesteps, trajectory
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def unet():
+    return tiny_unet()
+
+
+def test_trajectory_frames_run_from_x_T_to_x_0(unet):
+    s = DDPMScheduler(num_train_timesteps=20)
+    frames = list(trajectory(unet, s, 2, generator=gen()))
+    assert len(frames) == 21
+    assert [f.t for f in frames] == list(range(20, -1, -1))  # t = T ... 0
+    assert frames[0].pred_original_sample is None and frames[0].sample.shape == (2, 1, 8, 8)
+    assert all(f.pred_original_sample.shape == (2, 1, 8, 8) for f in frames[1:])
+    assert torch.equal(frames[-1].sample, sample(unet, s, 2, generator=gen()))
+
+
+def test_ancestral_sampler_equals_diffusers_pipeline(unet):
+    """Our whole sampling loop with seed s gives DDPMPipeline's images for seed s (diffusers' scheduler)."""
+    pipe = DDPMPipeline(unet=unet, scheduler=DiffusersDDPMScheduler(num_train_timesteps=200, clip_sample=False))
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(batch_size=4, generator=gen(3), num_inference_steps=200, output_type="pt").images
+    ours = sample(unet, DDPMScheduler(num_train_timesteps=200), 4, generator=gen(3))
+    ours = (ours / 2 + 0.5).clamp(0, 1)  # output_type="pt" keeps NCHW
+    assert abs(ours - theirs).max() < 1e-3
+
+
+def test_respaced_with_N_equal_T_is_the_full_sampler(unet):
+    s = DDPMScheduler(num_train_timesteps=30)
+    full = sample(unet, s, 2, generator=gen(1))
+    respaced = sample(unet, s, 2, sampler="respaced", num_inference_steps=30, generator=gen(1))
+    assert torch.allclose(full, respaced, atol=1e-6)
+    fewer = sample(unet, s, 2, sampler="respaced", num_inference_steps=10, generator=gen(1))
+    assert not torch.allclose(full, fewer, atol=1e-3)
+
+
+def test_sampling_timesteps_start_at_T_minus_1_and_end_at_0():
+    assert sampling_timesteps(1000, 1000) == list(range(999, -1, -1))
+    ts = sampling_timesteps(1000, 50)
+    assert len(ts) == 50 and ts[0] == 999 and ts[-1] == 0 and all(a > b for a, b in zip(ts, ts[1:], strict=False))
+    with pytest.raises(ValueError, match="between 1 and 1000"):
+        sampling_timesteps(1000, 0)
+
+
+def test_ddim_eta0_is_deterministic_and_eta1_is_respaced_ddpm(unet):
+    s = DDPMScheduler(num_train_timesteps=100)
+    g = gen(4)
+    a = sample(unet, s, 2, sampler="ddim", num_inference_steps=10, eta=0.0, generator=g)
+    after_noise = gen(4)
+    torch.randn(2, 1, 8, 8, generator=after_noise)
+    assert torch.equal(g.get_state(), after_noise.get_state())  # only the initial noise was drawn
+    b = sample(unet, s, 2, sampler="ddim", num_inference_steps=10, eta=0.0, generator=gen(4))
+    assert torch.equal(a, b)
+    ddim1 = sample(unet, s, 2, sampler="ddim", num_inference_steps=10, eta=1.0, generator=gen(4))
+    resp = sample(unet, s, 2, sampler="respaced", num_inference_steps=10, generator=gen(4))
+    assert torch.allclose(ddim1, resp, atol=1e-4)
+
+
+def test_ddim_eta0_step_is_the_formula():
+    s = DDPMScheduler(num_train_timesteps=100)
+    x, eps = (
+        torch.randn(1, 1, 4, 4, generator=gen(), dtype=torch.float64),
+        torch.randn(1, 1, 4, 4, generator=gen(1), dtype=torch.float64),
+    )
+    t, prev = 80, 40
+    a, ap = s.alphas_cumprod[t], s.alphas_cumprod[prev]
+    x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+    expected = ap.sqrt() * x0 + (1 - ap).sqrt() * eps
+    assert torch.allclose(s.ddim_step(eps, t, x, prev).prev_sample, expected)
+
+
+def test_bad_arguments():
+    unet = tiny_unet()
+    s = DDPMScheduler(num_train_timesteps=10)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        next(trajectory(unet, s, 1, sampler="euler"))
+    with pytest.raises(ValueError, match="eta"):
+        next(trajectory(unet, s, 1, sampler="ddim", eta=2.0))
