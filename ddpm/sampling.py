@@ -14,6 +14,7 @@ with a seeded CPU `torch.Generator` gives diffusers' `DDPMPipeline` images for t
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -117,5 +118,5 @@ def trajectory(
 
 def sample(model, scheduler: DDPMScheduler, batch_size: int = 1, **kwargs) -> torch.Tensor:
     """Run `trajectory` to the end and return x_0 (values in about [-1, 1])."""
-    *_, last = trajectory(model, scheduler, batch_size, **kwargs)
+    (last,) = deque(trajectory(model, scheduler, batch_size, **kwargs), maxlen=1)
     return last.sample
