@@ -98,6 +98,12 @@ class Preprocess:
     channels: int = 1
     center_crop: bool = True
 
+    def __post_init__(self):
+        if self.channels not in (1, 3):
+            raise DataError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        if self.resolution < 1:
+            raise DataError(f"--resolution must be a positive number of pixels, got {self.resolution}")
+
     def __call__(self, image: Image.Image, rng: np.random.Generator | None = None) -> torch.Tensor:
         image = to_mode(image, self.channels)
         w, h = image.size

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import math
 import os
 import shutil
@@ -147,6 +148,14 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, total_limit:
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+def weights_digest(model) -> str:
+    """sha256 of all parameters' bytes: equal digests mean bit-identical weights (across ranks or runs)."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def _step_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
@@ -367,7 +376,9 @@ def train(cfg: TrainConfig) -> dict:
 
     progress.close()
     accelerator.wait_for_everyone()
-    summary = {"steps": global_step, "final_loss": last_loss, "output_dir": str(out), "processes": world}
+    digest = weights_digest(accelerator.unwrap_model(unet))
+    print(f"rank {rank} of {world} ({accelerator.distributed_type.value}): final training weights sha256 {digest}", flush=True)
+    summary = {"steps": global_step, "final_loss": last_loss, "output_dir": str(out), "processes": world, "digest": digest}
     if accelerator.is_main_process:
         _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, final=True)
         if cfg.push_to_hub:

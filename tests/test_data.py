@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpm.data import DataError, ImageData, Preprocess, digits_dataset, epoch_batches, load_image_dataset, steps_per_epoch
+
+
+def test_digits_are_bundled_and_scaled_to_minus_one_one():
+    ds = digits_dataset()
+    assert len(ds) == 1797 and set(ds.column_names) == {"image", "label"}
+    data = ImageData(ds, "image", Preprocess(16, 1))
+    assert data.in_memory and data.tensor.shape == (1797, 1, 16, 16)
+    assert data.tensor.min() == -1 and data.tensor.max() == 1
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "LA", "CMYK", "1"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_any_input_mode_becomes_the_requested_channels(mode, channels):
+    rng = np.random.default_rng(0)
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65535, (20, 30), dtype=np.uint16))
+        assert image.mode.startswith("I;16")
+    else:
+        image = Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).convert(mode)
+    x = Preprocess(12, channels)(image)
+    assert x.shape == (channels, 12, 12) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1
+
+
+def test_sixteen_bit_keeps_its_range():
+    ramp = np.tile(np.linspace(0, 65535, 16).astype(np.uint16), (16, 1))
+    x = Preprocess(16, 1)(Image.fromarray(ramp))
+    assert x[0, 0, 0] == -1 and x[0, 0, -1] == 1  # not clipped to white as a plain convert("L") would
+
+
+def test_resize_and_center_crop_a_wide_image():
+    a = np.zeros((10, 30), dtype=np.uint8)
+    a[:, 10:20] = 255  # the middle third is white
+    x = Preprocess(10, 1)(Image.fromarray(a))
+    assert x.shape == (1, 10, 10) and (x == 1).all()
+
+
+def test_image_folder_skips_unreadable_files_with_a_count(tmp_path):
+    for i in range(3):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    ds, column = load_image_dataset(train_data_dir=str(tmp_path))
+    with pytest.warns(UserWarning, match="skipped 1 unreadable image"):
+        data = ImageData(ds, column, Preprocess(8, 3))
+    assert len(data) == 3 and data.skipped == 1
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(DataError, match="no images found"):
+        load_image_dataset(train_data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="not a folder"):
+        load_image_dataset(train_data_dir=str(tmp_path / "missing"))
+    (tmp_path / "a.png").write_bytes(b"junk")
+    (tmp_path / "b.png").write_bytes(b"junk")
+    ds, column = load_image_dataset(train_data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="none of the 2 images could be read"):
+        ImageData(ds, column, Preprocess(8, 1))
+
+
+def test_streaming_mode_gives_the_same_batches():
+    ds = digits_dataset().select(range(40))
+    mem, stream = ImageData(ds, "image", Preprocess(8, 1)), ImageData(ds, "image", Preprocess(8, 1), in_memory=False)
+    flip = torch.tensor([True, False, True])
+    assert torch.equal(mem.batch([3, 1, 39], flip), stream.batch([3, 1, 39], flip))
+    assert torch.equal(mem.batch([5], torch.tensor([True]))[0], mem.batch([5])[0].flip(-1))
+
+
+def test_epoch_batches_shard_the_data_across_ranks():
+    n, b, world = 50, 4, 3
+    ranks = [epoch_batches(n, b, epoch=2, seed=0, rank=r, world_size=world) for r in range(world)]
+    assert all(len(r) == steps_per_epoch(n, b, world) == 4 for r in ranks)
+    seen = [i for r in ranks for batch in r for i in batch]
+    assert len(seen) == len(set(seen)) == 48  # disjoint, the incomplete last global batch dropped
+    assert epoch_batches(n, b, 2, 0, 1, world) == ranks[1]  # a pure function of (seed, epoch, rank)
+    assert epoch_batches(n, b, 3, 0, 1, world) != ranks[1]
+    tiny = epoch_batches(3, 8, 0, 0)  # fewer images than a batch: still full batches
+    assert len(tiny) == 1 and len(tiny[0]) == 8

@@ -1,0 +1,204 @@
+"""train_accelerate.py as users run it: real `accelerate launch` processes, real kills, a real HTTP Hub."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from diffusers import DDPMPipeline
+from hub_server import FakeHub
+
+import train_accelerate
+from ddpm.hub import load_pipeline
+from ddpm.sampling import sample
+from ddpm.training import find_checkpoint, weights_digest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+ACCELERATE = str(Path(PY).with_name("accelerate"))
+SMALL = [
+    "--resolution", "8", "--num_train_timesteps", "20", "--train_batch_size", "8", "--eval_batch_size", "2",
+    "--report_to", "none", "--logging_steps", "1", "--save_images_steps", "0", "--lr_warmup_steps", "0",
+    "--learning_rate", "1e-3", "--seed", "3",
+]  # fmt: skip
+DIGEST = re.compile(r"rank (\d+) of (\d+) \((\w+)\): final training weights sha256 (\w+)")
+
+
+def base_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE", "RANK", "LOCAL_RANK"))}
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **extra})
+    return env
+
+
+def train_cmd(out, *args):
+    return [PY, str(ROOT / "train_accelerate.py"), "--output_dir", str(out), *SMALL, *args]
+
+
+def run(cmd, env=None, timeout=300):
+    r = subprocess.run(cmd, env=env or base_env(), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return r
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def digests(output: str) -> dict[int, tuple[str, str]]:
+    return {int(m[0]): (m[2], m[3]) for m in DIGEST.findall(output)}
+
+
+# --------------------------------------------------------------------- distributed
+def test_two_cpu_processes_train_as_one_ddp_job(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+           *train_cmd(out, "--max_train_steps", "4", "--checkpointing_steps", "2")[1:]]  # fmt: skip
+    r = run(cmd, base_env(ACCELERATE_USE_CPU="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = digests(r.stdout + r.stderr)
+    assert sorted(d) == [0, 1], r.stdout
+    assert d[0][0] == d[1][0] == "MULTI_CPU"
+    assert d[0][1] == d[1][1]  # gradients were all-reduced: both ranks hold the same weights
+    ckpt = out / "checkpoints" / "checkpoint-2"
+    assert (ckpt / "random_states_0.pkl").is_file() and (ckpt / "random_states_1.pkl").is_file()
+    assert len(list(ckpt.glob("model*.safetensors"))) == 1  # one writer
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert "2 process(es)" in r.stdout and r.stdout.count("saved the model") == 1
+
+
+def test_disconnected_processes_are_refused_with_the_recipe(tmp_path):
+    """--multi_gpu on a machine without GPU and without the CPU flag starts two lone processes: refuse clearly."""
+    cmd = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+           *train_cmd(tmp_path / "x", "--max_train_steps", "2")[1:]]  # fmt: skip
+    r = run(cmd)
+    assert r.returncode != 0
+    assert "not connected" in r.stderr and "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu" in r.stderr
+    assert not (tmp_path / "x" / "unet").exists()
+
+
+# --------------------------------------------------------------------- kill and resume
+def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
+    args = ["--max_train_steps", "160", "--checkpointing_steps", "20", "--checkpoints_total_limit", "2"]
+    straight = run(train_cmd(tmp_path / "straight", *args))
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(out, *args), env=base_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (out / "checkpoints" / "checkpoint-40").is_dir():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (out / "unet").exists()
+    latest = find_checkpoint(out, "latest")
+    assert latest is not None and int(latest.name.split("-")[1]) >= 40
+    # a kill during saving leaves only a temporary folder, which is never taken as the latest checkpoint
+    (out / "checkpoints" / ".tmp-checkpoint-999").mkdir()
+    assert find_checkpoint(out, "latest") == latest
+
+    resumed = run(train_cmd(out, *args, "--resume_from_checkpoint", "latest"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resumed from {latest}" in resumed.stdout
+    assert digests(resumed.stdout)[0] == digests(straight.stdout)[0]
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    assert (out / weights).read_bytes() == (tmp_path / "straight" / weights).read_bytes()  # EMA weights too
+    assert len(list((out / "checkpoints").glob("checkpoint-*"))) <= 2  # checkpoints_total_limit
+
+
+def test_resume_from_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    code = train_accelerate.main(["--output_dir", str(tmp_path), *SMALL, "--resume_from_checkpoint", "checkpoint-7"])
+    assert code == 2
+    assert "checkpoint checkpoint-7 not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------- output folder, Hub round trip
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory):
+    """Train a tiny model with --push_to_hub against a Hub server on 127.0.0.1."""
+    tmp = tmp_path_factory.mktemp("hub")
+    with FakeHub() as hub:
+        env = base_env(HF_ENDPOINT=hub.url, HF_HUB_DISABLE_XET="1", HF_HUB_OFFLINE="0", HF_TOKEN=hub.token,
+                       HF_HOME=str(tmp / "hf_home"))  # fmt: skip
+        out = tmp / "model"
+        r = run(train_cmd(out, "--max_train_steps", "4", "--checkpointing_steps", "2", "--push_to_hub",
+                          "--hub_model_id", "alice/ddpm-test"), env)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        pull = run([PY, "-c", "from ddpm.hub import load_pipeline; from ddpm.training import weights_digest; "
+                    "m = load_pipeline('alice/ddpm-test'); print('PULLED', weights_digest(m.unet), m.path)"], env)  # fmt: skip
+        bad = run([PY, "-c", "from ddpm.hub import load_pipeline\ntry:\n load_pipeline('alice/nope')\n"
+                   "except Exception as e: print('ERR', type(e).__name__, e)"], env)  # fmt: skip
+        yield {"out": out, "hub": hub, "train": r, "pull": pull, "bad": bad, "env": env}
+
+
+def test_push_uploads_the_model_folder_only(pushed):
+    files = pushed["hub"].repos["alice/ddpm-test"].files
+    expected = {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                "scheduler/scheduler_config.json", "README.md", "samples.png"}  # fmt: skip
+    assert expected <= set(files)
+    assert not [f for f in files if f.startswith(("checkpoints/", "logs/"))]
+    token = pushed["hub"].token.encode()
+    assert not [f for f, data in files.items() if token in data]  # the token is never written anywhere
+    assert pushed["hub"].token not in pushed["train"].stdout + pushed["train"].stderr
+    assert (
+        files["unet/diffusion_pytorch_model.safetensors"]
+        == (pushed["out"] / "unet/diffusion_pytorch_model.safetensors").read_bytes()
+    )
+
+
+def test_pull_back_gives_identical_weights(pushed):
+    assert pushed["pull"].returncode == 0, pushed["pull"].stderr[-2000:]
+    pulled = re.search(r"PULLED (\w+)", pushed["pull"].stdout).group(1)
+    assert pulled == weights_digest(load_pipeline(str(pushed["out"])).unet)
+    assert "ERR ModelLoadError model alice/nope was not found on the Hub" in pushed["bad"].stdout
+
+
+def test_model_card_has_hub_metadata(pushed):
+    card = (pushed["out"] / "README.md").read_text()
+    front = card.split("---")[1]
+    for line in ("library_name: diffusers", "pipeline_tag: unconditional-image-generation", "- ddpm", "license: mit"):
+        assert line in front
+    assert 'DDPMPipeline.from_pretrained("alice/ddpm-test")' in card and "MODEL_ID=alice/ddpm-test python app.py" in card
+    assert "| `max_train_steps` | `4` |" in card and "hub_token" not in card
+    assert re.search(r"Final training loss .*: \d+\.\d{4}", card)
+
+
+def test_output_folder_is_a_diffusers_ddpm_pipeline(pushed):
+    pipe = DDPMPipeline.from_pretrained(pushed["out"])
+    pipe.set_progress_bar_config(disable=True)
+    theirs = pipe(batch_size=2, generator=torch.Generator().manual_seed(1), num_inference_steps=20, output_type="pt").images
+    assert theirs.shape == (2, 1, 8, 8)
+    ours = load_pipeline(str(pushed["out"]))
+    x = sample(ours.unet, ours.scheduler, 2, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose((x / 2 + 0.5).clamp(0, 1), theirs, atol=1e-3)
+
+
+# --------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--train_data_dir", "EMPTY"], "no images found in"),
+        (["--image_column", "pixels"], "no column 'pixels' in the data set: its columns are image, label"),
+        (["--resolution", "10"], "resolution 10 does not fit the 'tiny' preset: use a multiple of 4"),
+        (["--channels", "2"], "--channels must be 1 (grayscale) or 3 (RGB), got 2"),
+        (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+        (["--beta_schedule", "quadratic"], "unknown beta_schedule 'quadratic'"),
+    ],
+)
+def test_bad_input_gets_one_line_errors(tmp_path, capsys, args, message):
+    (tmp_path / "EMPTY").mkdir()
+    args = [str(tmp_path / "EMPTY") if a == "EMPTY" else a for a in args]
+    code = train_accelerate.main(["--output_dir", str(tmp_path / "out"), *SMALL, "--max_train_steps", "1", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and message in err and "\n" not in err
