@@ -18,6 +18,7 @@ from ddpm.training import TrainConfig
 
 HELP = {
     "dataset_name": "Hub dataset id (or 'digits', the offline default)",
+    "dataset_split": "split to train on (digits: train = 1437 images, test = 360 held out, all)",
     "train_data_dir": "local folder of images (imagefolder layout)",
     "image_column": "column holding the images (found automatically if omitted)",
     "channels": "1 = grayscale, 3 = RGB",

@@ -27,19 +27,42 @@ class DataError(ValueError):
     """Bad training data; the message says what to change."""
 
 
-def digits_dataset():
-    """scikit-learn's bundled 8x8 handwritten digits (1797 images, no download) as a `datasets.Dataset`.
+def digits_split_indices(split: str) -> np.ndarray:
+    """Indices of scikit-learn's digits in a fixed stratified 80/20 split: "train" (1437), "test" (360) or "all"."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
 
-    Pixel values 0..16 become 8-bit grayscale images 0..255 (bright strokes on black), with their labels.
-    """
-    from datasets import Dataset, Features, Value
-    from datasets import Image as ImageFeature
+    labels = load_digits().target
+    if split == "all":
+        return np.arange(len(labels))
+    if split not in ("train", "test"):
+        raise DataError(f"the digits data set has the splits train, test and all, not {split!r}")
+    train, test = train_test_split(np.arange(len(labels)), test_size=0.2, random_state=0, stratify=labels)
+    return np.sort(train if split == "train" else test)
+
+
+def digits_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [N, 8, 8] in 0..255, labels [N]) of one split of scikit-learn's digits."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = [Image.fromarray(np.round(a * 255.0 / 16.0).astype(np.uint8), mode="L") for a in digits.images]
+    idx = digits_split_indices(split)
+    return np.round(digits.images[idx] * 255.0 / 16.0).astype(np.uint8), digits.target[idx]
+
+
+def digits_dataset(split: str = "train"):
+    """scikit-learn's bundled 8x8 handwritten digits (no download) as a `datasets.Dataset`.
+
+    Pixel values 0..16 become 8-bit grayscale images 0..255 (bright strokes on black), with their labels.
+    The "train" split (1437 images) is the default; "test" (360) is held out for evaluation.
+    """
+    from datasets import Dataset, Features, Value
+    from datasets import Image as ImageFeature
+
+    images, labels = digits_arrays(split)
     features = Features({"image": ImageFeature(), "label": Value("int64")})
-    return Dataset.from_dict({"image": images, "label": digits.target.tolist()}, features=features)
+    pil = [Image.fromarray(a, mode="L") for a in images]
+    return Dataset.from_dict({"image": pil, "label": labels.tolist()}, features=features)
 
 
 def load_image_dataset(
@@ -63,7 +86,7 @@ def load_image_dataset(
             raise DataError(f"no images found in {folder}: put .png/.jpg files in it (or in class subfolders)")
         ds = load_dataset("imagefolder", data_dir=str(folder), split="train", cache_dir=cache_dir)
     elif dataset_name in (None, DIGITS):
-        ds = digits_dataset()
+        ds = digits_dataset(split)
     else:
         try:
             ds = load_dataset(dataset_name, dataset_config_name, split=split, cache_dir=cache_dir)

@@ -43,6 +43,7 @@ class TrainConfig:
     # data
     dataset_name: str | None = None  # None or "digits": scikit-learn's digits, offline
     dataset_config_name: str | None = None
+    dataset_split: str = "train"
     train_data_dir: str | None = None
     image_column: str | None = None
     cache_dir: str | None = None
@@ -165,7 +166,7 @@ def _step_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
 
 def _build_data(cfg: TrainConfig) -> data_lib.ImageData:
     ds, column = data_lib.load_image_dataset(
-        cfg.dataset_name, cfg.dataset_config_name, cfg.train_data_dir, cfg.image_column, cache_dir=cfg.cache_dir
+        cfg.dataset_name, cfg.dataset_config_name, cfg.train_data_dir, cfg.image_column, cfg.dataset_split, cfg.cache_dir
     )
     return data_lib.ImageData(ds, column, data_lib.Preprocess(cfg.resolution, cfg.channels, cfg.center_crop))
 

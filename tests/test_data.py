@@ -3,15 +3,29 @@ import pytest
 import torch
 from PIL import Image
 
-from ddpm.data import DataError, ImageData, Preprocess, digits_dataset, epoch_batches, load_image_dataset, steps_per_epoch
+from ddpm.data import (
+    DataError,
+    ImageData,
+    Preprocess,
+    digits_dataset,
+    digits_split_indices,
+    epoch_batches,
+    load_image_dataset,
+    steps_per_epoch,
+)
 
 
-def test_digits_are_bundled_and_scaled_to_minus_one_one():
+def test_digits_are_bundled_split_and_scaled_to_minus_one_one():
     ds = digits_dataset()
-    assert len(ds) == 1797 and set(ds.column_names) == {"image", "label"}
+    assert len(ds) == 1437 and set(ds.column_names) == {"image", "label"}
     data = ImageData(ds, "image", Preprocess(16, 1))
-    assert data.in_memory and data.tensor.shape == (1797, 1, 16, 16)
+    assert data.in_memory and data.tensor.shape == (1437, 1, 16, 16)
     assert data.tensor.min() == -1 and data.tensor.max() == 1
+    train, test = digits_split_indices("train"), digits_split_indices("test")
+    assert len(test) == 360 and not set(train) & set(test) and len(digits_split_indices("all")) == 1797
+    assert np.bincount(digits_dataset("test")["label"]).min() >= 35  # stratified: every class held out
+    with pytest.raises(DataError, match="splits train, test and all"):
+        digits_split_indices("validation")
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "I;16", "LA", "CMYK", "1"])
