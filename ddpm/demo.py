@@ -1,0 +1,351 @@
+"""What the Space shows, without Gradio: model registry, the streamed trajectory, and the teaching views.
+
+`app.py` wires these functions to widgets; everything here takes and returns plain Python, tensors and PIL
+images, so it is tested directly. Bad input raises `ValueError` with a one-line message for the UI.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import DataError, Preprocess, decode, digits_arrays
+from .hub import LoadedModel, load_pipeline
+from .likelihood import bits_per_dim
+from .models import count_parameters
+from .sampling import trajectory
+from .visualize import auto_scale, frame_indices, grid, save_gif, side_by_side
+
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_MODEL = str(ROOT / "pretrained" / "ddpm-digits")
+MAX_IMAGES = 16
+MAX_SEED = 2**32 - 1
+GIF_FRAMES = 60
+GALLERY_FRAMES = 11
+SAMPLER_LABELS = {
+    "DDPM ancestral, all T steps (Algorithm 2)": "ddpm",
+    "DDPM respaced (fewer steps)": "respaced",
+    "DDIM (fewer steps, eta)": "ddim",
+}
+
+
+# ---------------------------------------------------------------------- models
+class ModelRegistry:
+    """Loaded models by name, least recently used dropped beyond `capacity` (the default model is kept)."""
+
+    def __init__(self, default: str = BUNDLED_MODEL, capacity: int = 4):
+        self.default = default
+        self.capacity = capacity
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, name: str | None) -> LoadedModel:
+        """The model `name` (a Hub repo id or a local folder; empty = default); raises ModelLoadError."""
+        name = (name or "").strip() or self.default
+        if Path(name).is_dir():  # one cache entry per folder, however it is spelled
+            name = str(Path(name).resolve())
+        with self._lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+        model = load_pipeline(name)
+        with self._lock:
+            self._models[name] = model
+            self._models.move_to_end(name)
+            for old in [k for k in self._models if k != self.default][: max(0, len(self._models) - self.capacity)]:
+                del self._models[old]
+        return model
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._models
+
+
+def display_name(name: str) -> str:
+    """A model name as shown in the UI: folders inside the project relative to it."""
+    path = Path(name)
+    return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) else name
+
+
+def describe(model: LoadedModel) -> str:
+    """A short markdown card of the model for the UI."""
+    cfg, sched = model.unet.config, model.scheduler
+    d = sched.diagnostics()
+    name = "bundled digits model" if model.source == BUNDLED_MODEL else f"`{model.source}`"
+    text = (
+        f"**{name}**: UNet2DModel, {count_parameters(model.unet) / 1e6:.2f} M parameters, "
+        f"{cfg.in_channels} channel(s) at {cfg.sample_size}x{cfg.sample_size} px; T = {sched.num_train_timesteps}, "
+        f"{sched.config.beta_schedule} schedule, predicts {sched.config.prediction_type}."
+    )
+    return text + (f"\n\n⚠️ {d.warning}" if d.warning else "")
+
+
+# ---------------------------------------------------------------------- generation
+@dataclass(frozen=True)
+class Settings:
+    seed: int
+    num_images: int
+    sampler: str
+    num_steps: int
+    eta: float
+    show_x0: bool
+
+
+def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta, show_x0) -> Settings:
+    """Validate what a visitor (or an API caller) asked for; ValueError says what to change."""
+    T = model.scheduler.num_train_timesteps
+    sampler = SAMPLER_LABELS.get(sampler, sampler)
+    if sampler not in SAMPLER_LABELS.values():
+        raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLER_LABELS)}")
+    try:
+        seed, num_images, num_steps, eta = int(seed), int(num_images), int(num_steps), float(eta)
+    except (TypeError, ValueError):
+        raise ValueError("seed, number of images and steps must be whole numbers, eta a number") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"the seed must be between 0 and {MAX_SEED}")
+    if not 1 <= num_images <= MAX_IMAGES:
+        raise ValueError(f"the number of images must be between 1 and {MAX_IMAGES}, got {num_images}")
+    if sampler == "ddpm":
+        num_steps = T
+    elif not 1 <= num_steps <= T:
+        raise ValueError(f"the number of steps must be between 1 and {T} (this model's T), got {num_steps}")
+    if not 0.0 <= eta <= 1.0 or math.isnan(eta):
+        raise ValueError(f"eta must be between 0 and 1, got {eta}")
+    return Settings(seed, num_images, sampler, num_steps, eta, bool(show_x0))
+
+
+@dataclass
+class Update:
+    """One streamed state of a generation: the live preview, and at the end the GIF, gallery and download."""
+
+    preview: Image.Image
+    status: str
+    step: int
+    num_steps: int
+    gif: str | None = None
+    gallery: list[tuple[str, str]] = field(default_factory=list)
+    download: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.gif is not None
+
+
+class WorkDirs:
+    """Per-request output folders under one root, the oldest removed beyond `keep` (bounded disk use)."""
+
+    def __init__(self, root: str | Path | None = None, keep: int = 32):
+        self.root = Path(root or tempfile.mkdtemp(prefix="ddpm-space-"))
+        self.keep = keep
+        self._lock = threading.Lock()
+
+    def new(self) -> Path:
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            path = Path(tempfile.mkdtemp(dir=self.root))
+            runs = sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime)
+            for old in runs[: max(0, len(runs) - self.keep)]:
+                shutil.rmtree(old, ignore_errors=True)
+            return path
+
+
+def generate(model: LoadedModel, settings: Settings, workdir: str | Path, min_interval: float = 0.2) -> Iterator[Update]:
+    """Run the sampler and stream: x_T at once, then a preview every `min_interval` seconds, then the results.
+
+    The last update carries the GIF of the trajectory (x_T -> x_0; with x_0 predictions beside it when asked),
+    a gallery of PNG frames captioned "t = T" ... "t = 0", and a zip of all of them.
+    """
+    workdir = Path(workdir)
+    frames_dir = workdir / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    unet, scheduler = model.unet, model.scheduler
+    size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else max(unet.config.sample_size)
+    scale = auto_scale(size, 64)
+    nrow = math.ceil(math.sqrt(settings.num_images))
+    n = scheduler.num_train_timesteps if settings.sampler == "ddpm" else settings.num_steps
+    keep_gif, keep_gallery = set(frame_indices(n + 1, GIF_FRAMES)), set(frame_indices(n + 1, GALLERY_FRAMES))
+
+    def render(frame) -> Image.Image:
+        picture = grid(frame.sample, nrow=nrow, scale=scale)
+        if settings.show_x0:
+            x0 = frame.pred_original_sample if frame.pred_original_sample is not None else torch.zeros_like(frame.sample)
+            picture = side_by_side(picture, grid(x0.clamp(-1, 1), nrow=nrow, scale=scale))
+        return picture
+
+    gif_frames: list[Image.Image] = []
+    gallery: list[tuple[Image.Image, int]] = []
+    start = last = time.perf_counter()
+    generator = torch.Generator().manual_seed(settings.seed)
+    picture = None
+    for frame in trajectory(unet, scheduler, settings.num_images, sampler=settings.sampler,
+                            num_inference_steps=n, eta=settings.eta, generator=generator):  # fmt: skip
+        now = time.perf_counter()
+        due = frame.step == 0 or now - last >= min_interval
+        if not (due or frame.step in keep_gif or frame.step in keep_gallery or frame.step == n):
+            continue
+        picture = render(frame)
+        if frame.step in keep_gif:
+            gif_frames.append(picture)
+        if frame.step in keep_gallery:
+            gallery.append((picture, frame.t))
+        if due and frame.step < n:
+            last = now
+            yield Update(picture, f"step {frame.step} of {n} · t = {frame.t}", frame.step, n)
+
+    elapsed = time.perf_counter() - start
+    gif = save_gif(gif_frames, workdir / "trajectory.gif")
+    captions = []
+    for image, t in gallery:
+        path = frames_dir / f"t={t:04d}.png"
+        image.save(path)
+        captions.append((str(path), f"t = {t}"))
+    zip_path = workdir / "ddpm-trajectory.zip"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        z.write(gif, gif.name)
+        for path, _ in captions:
+            z.write(path, f"frames/{Path(path).name}")
+    final = workdir / "x0.png"
+    picture.save(final)
+    status = f"done: {n} steps for {settings.num_images} image(s) in {elapsed:.1f} s (seed {settings.seed})"
+    yield Update(picture, status, n, n, gif=str(gif), gallery=captions, download=str(zip_path))
+
+
+# ---------------------------------------------------------------------- teaching views
+def model_input(model: LoadedModel, image: Image.Image) -> torch.Tensor:
+    """A PIL image as the model sees data: its channels and resolution, in [-1, 1], shape [1, C, H, W]."""
+    cfg = model.unet.config
+    size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+    return Preprocess(size, cfg.in_channels)(image)[None]
+
+
+def held_out_digit(index: int) -> Image.Image:
+    """Image `index` of the held-out digits (the test split the bundled model never saw)."""
+    images, _ = digits_arrays("test")
+    if not 0 <= int(index) < len(images):
+        raise ValueError(f"pick a digit between 0 and {len(images) - 1}")
+    return Image.fromarray(images[int(index)], mode="L")
+
+
+def open_upload(path: str | None) -> Image.Image:
+    """An uploaded file as an image, or a clear error."""
+    if not path:
+        raise ValueError("upload an image first (PNG, JPEG, ...)")
+    try:
+        return decode(str(path))
+    except (OSError, SyntaxError, ValueError, DataError):
+        raise ValueError(f"{Path(path).name} is not an image this app can read: upload a PNG, JPEG, GIF or WebP") from None
+
+
+def _x_t(model: LoadedModel, x0: torch.Tensor, t: int, seed: int) -> tuple[torch.Tensor, float]:
+    """(x_t, abar_t) at the article's time t (0 = the data itself), eps drawn from `seed`."""
+    s = model.scheduler
+    T = s.num_train_timesteps
+    if not 0 <= int(t) <= T:
+        raise ValueError(f"t must be between 0 and {T}")
+    if int(t) == 0:
+        return x0, 1.0
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed)))
+    return s.q_sample(x0, int(t) - 1, eps), float(s.alphas_cumprod[int(t) - 1])
+
+
+def forward_view(model: LoadedModel, x0: torch.Tensor, t: int, seed: int = 0) -> tuple[Image.Image, str]:
+    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at the article's time t (0 = the data), beside x_0."""
+    xt, abar = _x_t(model, x0, t, seed)
+    scale = auto_scale(x0.shape[-1], 192)
+    snr = abar / (1 - abar) if abar < 1 else math.inf
+    picture = side_by_side(grid(x0, scale=scale, padding=0), grid(xt.clamp(-1, 1), scale=scale, padding=0))
+    text = (
+        f"**t = {int(t)}** of T = {model.scheduler.num_train_timesteps}: q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) "
+        f"with abar_t = {abar:.5f}, sqrt(abar_t) = {math.sqrt(abar):.4f} (signal kept), "
+        f"sqrt(1 - abar_t) = {math.sqrt(1 - abar):.4f} (noise std), SNR = {snr:.4g}. Left: x_0, right: x_t."
+    )
+    return picture, text
+
+
+def forward_strip(model: LoadedModel, x0: torch.Tensor, count: int = 9, seed: int = 0) -> list[tuple[Image.Image, str]]:
+    """x_t at `count` times from t = 0 to T, all with the same eps (the closed form, not a chain)."""
+    T = model.scheduler.num_train_timesteps
+    scale = auto_scale(x0.shape[-1], 96)
+    return [
+        (grid(_x_t(model, x0, t, seed)[0].clamp(-1, 1), scale=scale, padding=0), f"t = {t}") for t in frame_indices(T + 1, count)
+    ]
+
+
+def schedule_figure(model: LoadedModel):
+    """beta_t, abar_t (with sqrt(abar_t)) and SNR(t) over t = 1..T, as a matplotlib figure."""
+    from matplotlib.figure import Figure
+
+    s = model.scheduler
+    t = np.arange(1, s.num_train_timesteps + 1)
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    ax1.plot(t, s.betas.numpy())
+    ax1.set(title="beta_t", xlabel="t")
+    ax2.plot(t, s.alphas_cumprod.numpy(), label="abar_t")
+    ax2.plot(t, s.sqrt_alphas_cumprod.numpy(), label="sqrt(abar_t)")
+    ax2.set(title="abar_t = prod alpha_s", xlabel="t", ylim=(0, 1.02))
+    ax2.legend()
+    ax3.semilogy(t, s.snr().numpy())
+    ax3.set(title="SNR(t) = abar_t / (1 - abar_t)", xlabel="t")
+    for ax in (ax1, ax2, ax3):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def schedule_report(model: LoadedModel) -> str:
+    s = model.scheduler
+    d = s.diagnostics()
+    text = (
+        f"T = {d.num_train_timesteps}, beta from {float(s.betas[0]):.2e} to {float(s.betas[-1]):.4f} "
+        f"({s.config.beta_schedule}). At t = T: abar_T = {d.alphas_cumprod_T:.3e}, sqrt(abar_T) = "
+        f"{d.sqrt_alphas_cumprod_T:.4f}, SNR(T) = {d.snr_T:.3e}; prior KL(q(x_T|x_0) || N(0, I)) = "
+        f"{d.prior_kl_bits:.3e} bits/dim for unit-variance data."
+    )
+    return text + (f"\n\n⚠️ {d.warning}" if d.warning else "\n\n✅ x_T is close to N(0, I): sampling can start from pure noise.")
+
+
+def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0,
+                    progress: Callable[[int, int], None] | None = None):  # fmt: skip
+    """The bound L_T + sum L_{t-1} + L_0 (bits/dim) on a batch, as a chart of every term and a summary."""
+    from matplotlib.figure import Figure
+
+    terms = bits_per_dim(model.unet, model.scheduler, x0, generator=torch.Generator().manual_seed(int(seed)),
+                         progress=progress)  # fmt: skip
+    s = terms.summary()
+    per_t = terms.terms.mean(0).numpy()
+    T = len(per_t)
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=(3, 1))
+    ax1.semilogy(np.arange(2, T + 1), np.clip(per_t[1:], 1e-12, None), label="L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))")
+    ax1.set(title="terms of the bound over t (bits/dim)", xlabel="t")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    names = ["L_T", "sum L_{t-1}", "L_0", "total"]
+    values = [s["L_T"], s["sum_L_t-1"], s["L_0"], s["bits_per_dim"]]
+    ax2.bar(names, values, color=["#999", "#4c72b0", "#dd8452", "#222"])
+    ax2.set(title="bits/dim")
+    ax2.tick_params(axis="x", labelrotation=30)
+    text = (
+        f"**{s['bits_per_dim']:.3f} bits/dim** (upper bound on -log2 p(x_0) per dimension) for {x0.shape[0]} image(s): "
+        f"L_T = {s['L_T']:.2e}, sum of L_(t-1) = {s['sum_L_t-1']:.3f}, L_0 = {s['L_0']:.3f}."
+    )
+    return fig, text
+
+
+def held_out_batch(model: LoadedModel, count: int) -> torch.Tensor:
+    """The first `count` held-out digits as model input."""
+    count = int(count)
+    if not 1 <= count <= MAX_IMAGES:
+        raise ValueError(f"the number of images must be between 1 and {MAX_IMAGES}")
+    return torch.cat([model_input(model, held_out_digit(i)) for i in range(count)])

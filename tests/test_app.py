@@ -1,0 +1,153 @@
+"""The Space as visitors use it: a real Gradio server on 127.0.0.1, its API through gradio_client, and a real
+headless Chromium clicking Generate."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from ddpm import demo
+from ddpm.hub import load_pipeline
+from ddpm.sampling import sample
+
+ROOT = Path(__file__).resolve().parents[1]
+DDIM = "DDIM (fewer steps, eta)"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`python app.py` exactly as a user starts it (bundled model), on a free port."""
+    port = free_port()
+    logs = tmp_path_factory.mktemp("app") / "server.log"
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_PORT": str(port)}
+    env.pop("MODEL_ID", None)
+    with open(logs, "w") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"app.py exited: {logs.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        pytest.fail("app.py did not start in 120 s")
+    yield {"url": url, "proc": proc, "log": logs}
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_pipeline(demo.BUNDLED_MODEL)
+
+
+def expected_grid(model, seed, n, steps):
+    """The final images the app must show, computed here without the app."""
+    x = sample(
+        model.unet, model.scheduler, n, sampler="ddim", num_inference_steps=steps, generator=torch.Generator().manual_seed(seed)
+    )
+    return np.asarray(demo.grid(x, nrow=int(np.ceil(np.sqrt(n))), scale=demo.auto_scale(model.unet.config.sample_size, 64)))
+
+
+def test_generate_through_the_api(server, bundled):
+    client = Client(server["url"], verbose=False)
+    job = client.submit(7, 4, DDIM, 25, 0.0, False, api_name="/generate")
+    preview, status, gif, gallery, download = job.result(timeout=300)
+    assert status.startswith("done: 25 steps for 4 image(s)")
+    assert len(job.outputs()) >= 2  # x_T streamed before the end
+    assert Image.open(gif).format == "GIF" and Image.open(gif).n_frames == 26
+    assert [g["caption"] for g in gallery][0] == f"t = {bundled.scheduler.num_train_timesteps}"
+    assert gallery[-1]["caption"] == "t = 0" and all(g["image"].endswith(".png") for g in gallery)
+    assert download.endswith(".zip")
+    got = np.asarray(Image.open(preview))
+    assert np.abs(got.astype(int) - expected_grid(bundled, 7, 4, 25).astype(int)).max() <= 1
+
+
+def test_bad_inputs_get_one_line_errors_and_the_app_keeps_serving(server, tmp_path):
+    client = Client(server["url"], verbose=False)
+    for args, message in [
+        (("alice/nope",), "alice/nope is not cached and the Hub cannot be reached"),
+        (("/no/such/folder",), "/no/such/folder is not a model folder"),
+    ]:
+        with pytest.raises(Exception, match=message) as e:
+            client.predict(*args, api_name="/load_model")
+        assert "Traceback" not in str(e.value)
+    # out-of-range numbers are stopped by the sliders' bounds (Gradio), with one line each
+    with pytest.raises(Exception, match="Value 40 is greater than maximum value 16"):
+        client.predict(0, 40, DDIM, 10, 0.0, False, api_name="/generate")
+    with pytest.raises(Exception, match="Value 100000 is greater than maximum value"):
+        client.predict(0, 2, DDIM, 100000, 0.0, False, api_name="/generate")
+    with pytest.raises(Exception, match="Value: 'euler' .* is not in the list of choices"):
+        client.predict(0, 2, "euler", 10, 0.0, False, api_name="/generate")
+    (tmp_path / "notes.png").write_text("not an image, whatever its name says")
+    with pytest.raises(Exception, match="notes.png is not an image this app can read: upload a PNG") as e:
+        client.predict("uploaded image", 0, handle_file(str(tmp_path / "notes.png")), 10, 0, api_name="/forward")
+    assert "Traceback" not in str(e.value)
+    result = client.predict(1, 2, DDIM, 5, 0.0, False, api_name="/generate")
+    assert result[1].startswith("done: 5 steps")
+    schedule = client.predict(api_name="/schedule")
+    assert "T = " in schedule[1]
+
+
+def test_eight_clients_at_once_all_complete_correctly(server, bundled):
+    proc = psutil.Process(server["proc"].pid)
+    client = Client(server["url"], verbose=False)
+    client.predict(0, 16, DDIM, 10, 0.0, True, api_name="/generate")  # warm up
+    rss_before = proc.memory_info().rss
+
+    def one(seed):
+        c = Client(server["url"], verbose=False)
+        return seed, c.submit(seed, 4, DDIM, 20, 0.0, False, api_name="/generate").result(timeout=300)
+
+    start = time.time()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(100, 108)))
+    assert time.time() - start < 280
+    assert len(results) == 8
+    for seed, (preview, status, gif, gallery, download) in results:
+        assert status.startswith("done: 20 steps"), status
+        got = np.asarray(Image.open(preview))
+        assert np.abs(got.astype(int) - expected_grid(bundled, seed, 4, 20).astype(int)).max() <= 1, seed
+    grown = (proc.memory_info().rss - rss_before) / 2**20
+    assert grown < 300, f"server grew by {grown:.0f} MiB"
+
+
+def test_browser_click_generate(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    shot = Path(os.environ.get("DDPM_SCREENSHOT", tmp_path / "app.png"))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1500})
+        page.goto(server["url"], wait_until="domcontentloaded")
+        page.get_by_role("button", name="Generate", exact=True).click(timeout=60_000)
+        page.get_by_text("done:", exact=False).wait_for(timeout=240_000)
+        page.locator("img[src*='trajectory.gif']").first.wait_for(timeout=60_000)
+        page.get_by_text("t = 0", exact=True).first.wait_for(timeout=60_000)
+        assert page.locator("img[src*='0000.png']").count() >= 1
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
