@@ -86,7 +86,7 @@ def build(default_model: str | None = None, workdir: str | None = None) -> gr.Bl
         model = current(model_name)
         return demo.schedule_figure(model), demo.schedule_report(model)
 
-    def run_likelihood(model_name, source, count, upload, seed, progress=gr.Progress()):
+    def run_likelihood(model_name, source, count, upload, seed, progress=gr.Progress()):  # noqa: B008 (Gradio idiom)
         try:
             model = current(model_name)
             if source == "uploaded image":

@@ -124,7 +124,7 @@ def test_eight_clients_at_once_all_complete_correctly(server, bundled):
         results = list(pool.map(one, range(100, 108)))
     assert time.time() - start < 280
     assert len(results) == 8
-    for seed, (preview, status, gif, gallery, download) in results:
+    for seed, (preview, status, *_) in results:
         assert status.startswith("done: 20 steps"), status
         got = np.asarray(Image.open(preview))
         assert np.abs(got.astype(int) - expected_grid(bundled, seed, 4, 20).astype(int)).max() <= 1, seed
