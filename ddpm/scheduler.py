@@ -274,11 +274,6 @@ class DDPMScheduler:
         mean = _gather(self.posterior_mean_coef1, t, x_t) * x0 + _gather(self.posterior_mean_coef2, t, x_t) * x_t
         return mean, _gather(self.posterior_variance, t, x_t), _gather(self.posterior_log_variance_clipped, t, x_t)
 
-    def posterior_variance_at(self, t, prev_t=None) -> torch.Tensor:
-        """beta-tilde between t and prev_t (default t - 1): (1 - abar_prev) / (1 - abar_t) (1 - abar_t / abar_prev)."""
-        _, beta, abar, abar_prev = self._step_quantities(t, prev_t)
-        return (1.0 - abar_prev) / (1.0 - abar) * beta
-
     # ------------------------------------------------------------------ reverse process p_theta
     def _step_quantities(self, t, prev_t=None):
         """float64 (alpha_t, beta_t, abar_t, abar_prev) for a step t -> prev_t (prev_t = -1 means x_0).

@@ -84,7 +84,7 @@ class TrainConfig:
     checkpoints_total_limit: int | None = 3
     resume_from_checkpoint: str | None = None
     save_images_steps: int = 1000
-    eval_batch_size: int = 16
+    eval_batch_size: int = 16  # images in the sample grids (0: no grids)
     eval_sampler: str = "ddim"
     eval_steps: int = 50
     logging_steps: int = 10
@@ -202,7 +202,8 @@ def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, 
     model = _ema_weights(accelerator, unet, ema)
     save_pipeline(out, model, scheduler)
     sampler, steps = ("ddpm", None) if final else (cfg.eval_sampler, cfg.eval_steps)
-    _sample_grid(model, scheduler, cfg, sampler, steps).save(out / "samples.png")
+    if cfg.eval_batch_size > 0:
+        _sample_grid(model, scheduler, cfg, sampler, steps).save(out / "samples.png")
     write_model_card(
         out,
         repo_id=cfg.hub_model_id,
@@ -211,6 +212,7 @@ def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, 
         final_loss=final_loss,
         num_parameters=count_parameters(model),
         resolution=cfg.resolution,
+        sample_image="samples.png" if cfg.eval_batch_size > 0 else None,
     )
 
 
@@ -312,7 +314,10 @@ def train(cfg: TrainConfig) -> dict:
     progress = tqdm(total=max_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="train")
     window_loss, window_count, last_loss = torch.zeros((), device=accelerator.device), 0, None
     t_window = time.perf_counter()
+    # steady-state throughput: the training steps alone, after a few warm-up steps
+    timed_steps, timed_seconds, first_step = 0, 0.0, global_step
     while global_step < max_steps:
+        t_step = time.perf_counter()
         for micro in range(micro_per_step):
             m = global_step * micro_per_step + micro
             g = _step_generator(cfg.seed, rank, m)
@@ -335,6 +340,8 @@ def train(cfg: TrainConfig) -> dict:
         if ema is not None:
             ema.step(unet.parameters())
         global_step += 1
+        if global_step - first_step > 3:
+            timed_steps, timed_seconds = timed_steps + 1, timed_seconds + time.perf_counter() - t_step
         progress.update(1)
 
         if global_step % cfg.logging_steps == 0 or global_step == max_steps:
@@ -379,7 +386,15 @@ def train(cfg: TrainConfig) -> dict:
     accelerator.wait_for_everyone()
     digest = weights_digest(accelerator.unwrap_model(unet))
     print(f"rank {rank} of {world} ({accelerator.distributed_type.value}): final training weights sha256 {digest}", flush=True)
-    summary = {"steps": global_step, "final_loss": last_loss, "output_dir": str(out), "processes": world, "digest": digest}
+    images_per_step = cfg.train_batch_size * micro_per_step * world
+    summary = {
+        "steps": global_step,
+        "final_loss": last_loss,
+        "output_dir": str(out),
+        "processes": world,
+        "digest": digest,
+        "images_per_s": timed_steps * images_per_step / timed_seconds if timed_seconds else None,
+    }
     if accelerator.is_main_process:
         _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, final=True)
         if cfg.push_to_hub:

@@ -1,0 +1,348 @@
+"""`python -m benchmarks`: speed against diffusers' own code and sample quality of the bundled model.
+
+Writes benchmarks/RESULTS.md and its plots. Speed is reported as ratios of runs interleaved in this one process on
+this one machine (median of several); no number here is asserted by the test suite.
+
+    python -m benchmarks                      # everything (about 20 minutes on 2 CPU cores)
+    python -m benchmarks --skip-speed         # quality only
+    python -m benchmarks --model-t200 DIR     # also score a model trained with the article's T = 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from ddpm import demo  # noqa: E402
+from ddpm.hub import load_pipeline  # noqa: E402
+from ddpm.likelihood import bits_per_dim  # noqa: E402
+from ddpm.sampling import sample  # noqa: E402
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+# ---------------------------------------------------------------------- speed
+def bench_training(steps: int, batch: int, repeats: int) -> dict:
+    from benchmarks.reference_loop import train_reference
+    from ddpm.data import digits_dataset
+    from ddpm.models import make_unet
+    from ddpm.training import TrainConfig, train
+
+    ours, ref = [], []
+    for r in range(repeats):  # interleaved: ours, reference, ours, reference, ...
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = TrainConfig(output_dir=tmp, max_train_steps=steps, train_batch_size=batch, eval_batch_size=0,
+                              checkpointing_steps=0, save_images_steps=0, report_to="none", logging_steps=steps, seed=r)  # fmt: skip
+            ours.append(train(cfg)["images_per_s"])
+        torch.manual_seed(r)
+        ref.append(train_reference(make_unet("tiny", 16, 1), digits_dataset("train"), 16, batch, steps, seed=r))
+        print(f"  training run {r + 1}/{repeats}: ours {ours[-1]:.0f} img/s, reference {ref[-1]:.0f} img/s", flush=True)
+    return {
+        "ours": ours,
+        "reference": ref,
+        "ratio": statistics.median(ours) / statistics.median(ref),
+        "batch": batch,
+        "steps": steps,
+    }
+
+
+def bench_sampling(model_dir: str, batch: int, repeats: int) -> dict:
+    from diffusers import DDPMPipeline
+    from diffusers import DDPMScheduler as DiffusersDDPMScheduler
+
+    m = load_pipeline(model_dir)
+    T = m.scheduler.num_train_timesteps
+    pipe = DDPMPipeline(unet=m.unet, scheduler=DiffusersDDPMScheduler.from_pretrained(model_dir, subfolder="scheduler"))
+    pipe.set_progress_bar_config(disable=True)
+    ours_t, theirs_t = [], []
+    for r in range(repeats):
+        t, ours = timed(lambda: sample(m.unet, m.scheduler, batch, generator=torch.Generator().manual_seed(r)))
+        ours_t.append(t)
+        t, theirs = timed(lambda: pipe(batch_size=batch, generator=torch.Generator().manual_seed(r), num_inference_steps=T,
+                                       output_type="pt").images)  # fmt: skip
+        theirs_t.append(t)
+        diff = float(((ours / 2 + 0.5).clamp(0, 1) - theirs).abs().max())
+        print(
+            f"  sampling run {r + 1}/{repeats}: ours {ours_t[-1]:.2f} s, DDPMPipeline {theirs_t[-1]:.2f} s, max |diff| {diff:.2e}"
+        )
+    fast = {}
+    for sampler in ("respaced", "ddim"):
+        for n in sorted({min(50, T), min(100, T)}):
+            fast[f"{sampler}-{n}"] = timed(lambda: sample(m.unet, m.scheduler, batch, sampler=sampler, num_inference_steps=n,
+                                                          generator=torch.Generator().manual_seed(0)))[0]  # fmt: skip
+    return {"ours": ours_t, "pipeline": theirs_t, "ratio": statistics.median(theirs_t) / statistics.median(ours_t),
+            "max_abs_diff": diff, "T": T, "batch": batch, "fast": fast}  # fmt: skip
+
+
+def bench_app(repeats: int) -> dict:
+    from gradio_client import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_PORT": str(port)}
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        first, total = [], []
+        for r in range(repeats):
+            t0 = time.perf_counter()
+            job = client.submit(r, 16, "DDPM ancestral, all T steps (Algorithm 2)", 50, 0.0, False, api_name="/generate")
+            t_first = None
+            while not job.done():
+                if t_first is None and job.outputs():
+                    t_first = time.perf_counter() - t0
+                time.sleep(0.005)
+            job.result()
+            total.append(time.perf_counter() - t0)
+            first.append(t_first if t_first is not None else total[-1])
+            print(f"  app run {r + 1}/{repeats}: first frame {first[-1]:.2f} s, GIF ready {total[-1]:.2f} s")
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return {"first_frame": statistics.median(first), "finished": statistics.median(total), "peak_rss_mb": peak_kb / 1024}
+
+
+def training_peak_rss(steps: int, batch: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, str(ROOT / "train_accelerate.py"), "--output_dir", tmp, "--max_train_steps", str(steps),
+                        "--train_batch_size", str(batch), "--eval_batch_size", "0", "--report_to", "none",
+                        "--checkpointing_steps", "0", "--save_images_steps", "0"], check=True, capture_output=True,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------- quality
+def generate_many(m, n: int, batch: int, **kwargs) -> torch.Tensor:
+    out = []
+    for i in range(0, n, batch):
+        out.append(sample(m.unet, m.scheduler, min(batch, n - i), generator=torch.Generator().manual_seed(1000 + i), **kwargs))
+    return torch.cat(out)
+
+
+def bench_quality(model_dir: str, model_t200: str | None, n: int, batch: int, steps_list: list[int], bpd_images: int) -> dict:
+    from benchmarks import quality as q
+
+    t0 = time.perf_counter()
+    net, acc = q.train_classifier()
+    m = load_pipeline(model_dir)
+    res = m.unet.config.sample_size
+    x_test, _ = q.through_model_path("test", res)
+    x_train, _ = q.through_model_path("train", res)
+    f_test = q.features(net, x_test)
+    rng = np.random.default_rng(0)
+    subset = rng.choice(len(x_train), size=min(n, len(x_train)), replace=False)
+    floor = q.frechet_distance(q.features(net, x_train[subset]), f_test)
+    floor_full = q.frechet_distance(q.features(net, x_train), f_test)
+    raw_floor = q.frechet_distance(q.features(net, q.through_model_path("train", 8)[0][subset]),
+                                   q.features(net, q.through_model_path("test", 8)[0]))  # fmt: skip
+    noise = torch.randn(n, 1, res, res, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    ceiling = q.frechet_distance(q.features(net, q.to_metric(noise)), f_test)
+    print(f"  classifier test accuracy {acc:.3f}; floor {floor:.3f} (raw 8 px {raw_floor:.3f}); noise ceiling {ceiling:.1f}")
+
+    def score(x):
+        xm = q.to_metric(x)
+        return q.frechet_distance(q.features(net, xm), f_test), q.classify(net, xm)
+
+    rows = {}
+    t, x = timed(lambda: generate_many(m, n, batch))
+    rows["ddpm-full"] = {
+        "steps": m.scheduler.num_train_timesteps,
+        "seconds": t,
+        **dict(zip(("fd", "cls"), score(x), strict=True)),
+    }
+    print(f"  ancestral {m.scheduler.num_train_timesteps} steps: FD {rows['ddpm-full']['fd']:.3f} ({t:.0f} s)")
+    grid_path = HERE / "samples_bundled.png"
+    demo.grid(x[:64], nrow=8, scale=4).save(grid_path)
+    for sampler in ("respaced", "ddim"):
+        for steps in sorted({min(s, m.scheduler.num_train_timesteps) for s in steps_list}):
+            t, x = timed(lambda: generate_many(m, n, batch, sampler=sampler, num_inference_steps=steps))
+            fd, cls = score(x)
+            rows[f"{sampler}-{steps}"] = {"steps": steps, "seconds": t, "fd": fd, "cls": cls}
+            print(f"  {sampler} {steps} steps: FD {fd:.3f}")
+    if model_t200:
+        m200 = load_pipeline(model_t200)
+        t, x = timed(lambda: generate_many(m200, n, batch))
+        fd, cls = score(x)
+        rows["t200-ddpm-full"] = {"steps": m200.scheduler.num_train_timesteps, "seconds": t, "fd": fd, "cls": cls}
+        print(f"  T=200 model, ancestral: FD {fd:.3f}")
+
+    def bpd(model):
+        x0 = x_test_model[:bpd_images]
+        terms = [bits_per_dim(model.unet, model.scheduler, x0[i : i + batch], generator=torch.Generator().manual_seed(i))
+                 for i in range(0, len(x0), batch)]  # fmt: skip
+        total = torch.cat([b.total for b in terms]).mean().item()
+        prior = torch.cat([b.prior for b in terms]).mean().item()
+        dec = torch.cat([b.decoder for b in terms]).mean().item()
+        per_t = torch.cat([b.terms for b in terms]).mean(0).numpy()
+        return {"bits_per_dim": total, "L_T": prior, "L_0": dec, "sum_L_t-1": total - prior - dec, "per_t": per_t.tolist()}
+
+    from PIL import Image
+
+    from ddpm.data import Preprocess, digits_arrays
+
+    images, _ = digits_arrays("test")
+    x_test_model = torch.stack([Preprocess(res, 1)(Image.fromarray(a, mode="L")) for a in images])
+    likelihood = {"bundled": bpd(m)}
+    if model_t200:
+        likelihood["t200"] = bpd(load_pipeline(model_t200))
+    print(f"  bits/dim bound: {likelihood['bundled']['bits_per_dim']:.3f} ({time.perf_counter() - t0:.0f} s for quality)")
+    return {"classifier_accuracy": acc, "floor": floor, "floor_full_train": floor_full, "raw_floor_8px": raw_floor,
+            "ceiling": ceiling, "n": n, "rows": rows, "likelihood": likelihood}  # fmt: skip
+
+
+# ---------------------------------------------------------------------- report
+def plots(results: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    made = []
+    qual = results.get("quality")
+    if qual:
+        fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+        for sampler in ("respaced", "ddim"):
+            pts = sorted((r["steps"], r["fd"]) for k, r in qual["rows"].items() if k.startswith(sampler))
+            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{sampler} DDPM" if sampler == "respaced" else "DDIM (eta 0)")
+        full = qual["rows"]["ddpm-full"]
+        ax.axhline(full["fd"], color="k", ls="--", label=f"ancestral, all {full['steps']} steps")
+        ax.axhline(qual["floor"], color="g", ls=":", label="real-data floor")
+        ax.set(xscale="log", xlabel="sampling steps", ylabel="digits-FD (lower is better)", title="Quality vs steps")
+        ax.legend(fontsize=8)
+        fig.savefig(HERE / "fd_vs_steps.png", dpi=110)
+        made.append("fd_vs_steps.png")
+        fig, ax = plt.subplots(figsize=(6, 3.4), layout="constrained")
+        for name, lk in qual["likelihood"].items():
+            per_t = np.array(lk["per_t"])
+            ax.semilogy(np.arange(2, len(per_t) + 1), np.clip(per_t[1:], 1e-9, None), label=f"{name}: L_(t-1)")
+        ax.set(xlabel="t", ylabel="bits/dim", title="Terms of the bound on held-out digits")
+        ax.legend(fontsize=8)
+        fig.savefig(HERE / "bound_terms.png", dpi=110)
+        made.append("bound_terms.png")
+    return made
+
+
+def report(results: dict, made: list[str]) -> str:
+    lines = ["# Benchmarks", "", f"Measured by `python -m benchmarks` on {results['machine']}, {results['date']}.", ""]
+    tr, sp, app = results.get("training"), results.get("sampling"), results.get("app")
+    if tr or sp or app:
+        lines += [
+            "## Speed (ratios of interleaved runs in one process; medians)",
+            "",
+            "| what | ours | diffusers | ratio |",
+            "|---|---|---|---|",
+        ]
+        if tr:
+            lines.append(f"| training, images/s (batch {tr['batch']}, tiny UNet 16 px, {tr['steps']} steps) | "
+                         f"{statistics.median(tr['ours']):.0f} | {statistics.median(tr['reference']):.0f} (train_unconditional.py loop) | "
+                         f"**{tr['ratio']:.2f}x** |")  # fmt: skip
+        if sp:
+            lines.append(f"| sampling {sp['batch']} images, all T = {sp['T']} steps, seconds | {statistics.median(sp['ours']):.2f} | "
+                         f"{statistics.median(sp['pipeline']):.2f} (DDPMPipeline) | **{sp['ratio']:.2f}x** |")  # fmt: skip
+        lines.append("")
+        if sp:
+            lines += [f"Same seed, same images: max |ours - DDPMPipeline| = {sp['max_abs_diff']:.1e} on [0, 1] pixels.",
+                      "Fast samplers, 16 images: " + ", ".join(f"{k} {v:.2f} s" for k, v in sp["fast"].items()) + ".", ""]  # fmt: skip
+        if app:
+            lines += [f"App (real Gradio server, 16 images, all T steps, GIF and gallery): first frame after "
+                      f"**{app['first_frame']:.2f} s**, finished after **{app['finished']:.1f} s**; server peak RSS "
+                      f"{app['peak_rss_mb']:.0f} MiB."]  # fmt: skip
+        if results.get("training_rss_mb"):
+            lines.append(f"Training peak RSS (batch {tr['batch'] if tr else 128}): {results['training_rss_mb']:.0f} MiB.")
+        lines.append("")
+    qual = results.get("quality")
+    if qual:
+        lines += ["## Quality of the bundled model (digits-FD, lower is better)", "",
+                  f"Classifier test accuracy {qual['classifier_accuracy']:.3f}; {qual['n']} images per score against the "
+                  f"360 held-out digits. Real-data floor (train split through the same 8 -> 16 -> 8 px path): "
+                  f"**{qual['floor']:.3f}** ({qual['floor_full_train']:.3f} with all 1437 train images; {qual['raw_floor_8px']:.3f} "
+                  f"at the raw 8 px). Noise ceiling: {qual['ceiling']:.1f}.", "",
+                  "| sampler | steps | digits-FD | x floor | confident (p > 0.9) | seconds | classes 0-9 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for k, r in qual["rows"].items():
+            lines.append(f"| {k} | {r['steps']} | {r['fd']:.3f} | {r['fd'] / qual['floor']:.2f} | {r['cls']['confident']:.2f} | "
+                         f"{r['seconds']:.0f} | {' '.join(map(str, r['cls']['histogram']))} |")  # fmt: skip
+        lines += ["", "| model | bits/dim bound | L_T | sum L_(t-1) | L_0 |", "|---|---|---|---|---|"]
+        for name, lk in qual["likelihood"].items():
+            lines.append(f"| {name} | {lk['bits_per_dim']:.3f} | {lk['L_T']:.2e} | {lk['sum_L_t-1']:.3f} | {lk['L_0']:.3f} |")
+        lines.append("")
+        lines += ["![samples](samples_bundled.png)", ""]
+    lines += [f"![{m}]({m})" for m in made]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=demo.BUNDLED_MODEL)
+    p.add_argument("--model-t200", default=None, help="a model trained with the article's T = 200, to compare")
+    p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--skip-quality", action="store_true")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
+    a = p.parse_args()
+    q = a.quick
+    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    if not a.skip_speed:
+        print("training throughput ...", flush=True)
+        results["training"] = bench_training(steps=8 if q else 30, batch=16 if q else 128, repeats=1 if q else 3)
+        print("sampling ...", flush=True)
+        results["sampling"] = bench_sampling(a.model, batch=16, repeats=1 if q else 3)
+        print("app latency ...", flush=True)
+        results["app"] = bench_app(repeats=1 if q else 3)
+        results["training_rss_mb"] = training_peak_rss(steps=5 if q else 20, batch=16 if q else 128)
+    if not a.skip_quality:
+        print("quality ...", flush=True)
+        results["quality"] = bench_quality(a.model, a.model_t200, n=32 if q else 360, batch=120,
+                                           steps_list=[10] if q else [10, 25, 50, 100], bpd_images=8 if q else 360)  # fmt: skip
+    made = plots(results)
+    out = HERE / ("RESULTS-quick.md" if q else "RESULTS.md")
+    out.write_text(report(results, made))
+    (HERE / ("results-quick.json" if q else "results.json")).write_text(json.dumps(results, indent=1, default=float))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The quality metric the benchmarks report (the benchmarks themselves are run, not asserted)."""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.quality import frechet_distance, through_model_path, to_metric
+
+
+def test_frechet_distance_of_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20_000, 3))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shift = np.array([1.0, -2.0, 0.5])
+    assert frechet_distance(a, a + shift) == pytest.approx((shift**2).sum(), rel=1e-6)
+    # N(0, I) vs N(0, 4I) in 3-d: 3 * (1 + 4 - 2 * 2) = 3
+    assert frechet_distance(a, 2 * rng.normal(size=(20_000, 3))) == pytest.approx(3.0, rel=0.05)
+    assert frechet_distance(a, a + shift) == pytest.approx(frechet_distance(a + shift, a), rel=1e-9)
+
+
+def test_metric_path():
+    x = torch.rand(5, 3, 16, 16) * 2 - 1
+    assert to_metric(x).shape == (5, 1, 8, 8)
+    real, labels = through_model_path("test", 16)
+    assert real.shape == (360, 1, 8, 8) and len(labels) == 360 and real.min() >= -1 and real.max() <= 1
