@@ -65,8 +65,17 @@ def bench_training(steps: int, batch: int, repeats: int) -> dict:
     ours, ref = [], []
     for r in range(repeats):  # interleaved: ours, reference, ours, reference, ...
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = TrainConfig(output_dir=tmp, max_train_steps=steps, train_batch_size=batch, eval_batch_size=0,
-                              checkpointing_steps=0, save_images_steps=0, report_to="none", logging_steps=steps, seed=r)  # fmt: skip
+            cfg = TrainConfig(
+                output_dir=tmp,
+                max_train_steps=steps,
+                train_batch_size=batch,
+                eval_batch_size=0,
+                checkpointing_steps=0,
+                save_images_steps=0,
+                report_to="none",
+                logging_steps=steps,
+                seed=r,
+            )
             ours.append(train(cfg)["images_per_s"])
         torch.manual_seed(r)
         ref.append(train_reference(make_unet("tiny", 16, 1), digits_dataset("train"), 16, batch, steps, seed=r))
@@ -90,10 +99,13 @@ def bench_sampling(model_dir: str, batch: int, repeats: int) -> dict:
     pipe.set_progress_bar_config(disable=True)
     ours_t, theirs_t = [], []
     for r in range(repeats):
-        t, ours = timed(lambda: sample(m.unet, m.scheduler, batch, generator=torch.Generator().manual_seed(r)))
+        t, ours = timed(lambda r=r: sample(m.unet, m.scheduler, batch, generator=torch.Generator().manual_seed(r)))
         ours_t.append(t)
-        t, theirs = timed(lambda: pipe(batch_size=batch, generator=torch.Generator().manual_seed(r), num_inference_steps=T,
-                                       output_type="pt").images)  # fmt: skip
+        t, theirs = timed(
+            lambda r=r: (
+                pipe(batch_size=batch, generator=torch.Generator().manual_seed(r), num_inference_steps=T, output_type="pt").images
+            )
+        )
         theirs_t.append(t)
         diff = float(((ours / 2 + 0.5).clamp(0, 1) - theirs).abs().max())
         print(
@@ -102,10 +114,20 @@ def bench_sampling(model_dir: str, batch: int, repeats: int) -> dict:
     fast = {}
     for sampler in ("respaced", "ddim"):
         for n in sorted({min(50, T), min(100, T)}):
-            fast[f"{sampler}-{n}"] = timed(lambda: sample(m.unet, m.scheduler, batch, sampler=sampler, num_inference_steps=n,
-                                                          generator=torch.Generator().manual_seed(0)))[0]  # fmt: skip
-    return {"ours": ours_t, "pipeline": theirs_t, "ratio": statistics.median(theirs_t) / statistics.median(ours_t),
-            "max_abs_diff": diff, "T": T, "batch": batch, "fast": fast}  # fmt: skip
+            fast[f"{sampler}-{n}"] = timed(
+                lambda sampler=sampler, n=n: sample(
+                    m.unet, m.scheduler, batch, sampler=sampler, num_inference_steps=n, generator=torch.Generator().manual_seed(0)
+                )
+            )[0]
+    return {
+        "ours": ours_t,
+        "pipeline": theirs_t,
+        "ratio": statistics.median(theirs_t) / statistics.median(ours_t),
+        "max_abs_diff": diff,
+        "T": T,
+        "batch": batch,
+        "fast": fast,
+    }
 
 
 def bench_app(repeats: int) -> dict:
@@ -149,10 +171,29 @@ def bench_app(repeats: int) -> dict:
 
 def training_peak_rss(steps: int, batch: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, str(ROOT / "train_accelerate.py"), "--output_dir", tmp, "--max_train_steps", str(steps),
-                        "--train_batch_size", str(batch), "--eval_batch_size", "0", "--report_to", "none",
-                        "--checkpointing_steps", "0", "--save_images_steps", "0"], check=True, capture_output=True,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "train_accelerate.py"),
+                "--output_dir",
+                tmp,
+                "--max_train_steps",
+                str(steps),
+                "--train_batch_size",
+                str(batch),
+                "--eval_batch_size",
+                "0",
+                "--report_to",
+                "none",
+                "--checkpointing_steps",
+                "0",
+                "--save_images_steps",
+                "0",
+            ],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
@@ -178,8 +219,9 @@ def bench_quality(model_dir: str, model_t200: str | None, n: int, batch: int, st
     subset = rng.choice(len(x_train), size=min(n, len(x_train)), replace=False)
     floor = q.frechet_distance(q.features(net, x_train[subset]), f_test)
     floor_full = q.frechet_distance(q.features(net, x_train), f_test)
-    raw_floor = q.frechet_distance(q.features(net, q.through_model_path("train", 8)[0][subset]),
-                                   q.features(net, q.through_model_path("test", 8)[0]))  # fmt: skip
+    raw_floor = q.frechet_distance(
+        q.features(net, q.through_model_path("train", 8)[0][subset]), q.features(net, q.through_model_path("test", 8)[0])
+    )
     noise = torch.randn(n, 1, res, res, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     ceiling = q.frechet_distance(q.features(net, q.to_metric(noise)), f_test)
     print(f"  classifier test accuracy {acc:.3f}; floor {floor:.3f} (raw 8 px {raw_floor:.3f}); noise ceiling {ceiling:.1f}")
@@ -200,7 +242,9 @@ def bench_quality(model_dir: str, model_t200: str | None, n: int, batch: int, st
     demo.grid(x[:64], nrow=8, scale=4).save(grid_path)
     for sampler in ("respaced", "ddim"):
         for steps in sorted({min(s, m.scheduler.num_train_timesteps) for s in steps_list}):
-            t, x = timed(lambda: generate_many(m, n, batch, sampler=sampler, num_inference_steps=steps))
+            t, x = timed(
+                lambda sampler=sampler, steps=steps: generate_many(m, n, batch, sampler=sampler, num_inference_steps=steps)
+            )
             fd, cls = score(x)
             rows[f"{sampler}-{steps}"] = {"steps": steps, "seconds": t, "fd": fd, "cls": cls}
             print(f"  {sampler} {steps} steps: FD {fd:.3f}")
@@ -213,8 +257,10 @@ def bench_quality(model_dir: str, model_t200: str | None, n: int, batch: int, st
 
     def bpd(model):
         x0 = x_test_model[:bpd_images]
-        terms = [bits_per_dim(model.unet, model.scheduler, x0[i : i + batch], generator=torch.Generator().manual_seed(i))
-                 for i in range(0, len(x0), batch)]  # fmt: skip
+        terms = [
+            bits_per_dim(model.unet, model.scheduler, x0[i : i + batch], generator=torch.Generator().manual_seed(i))
+            for i in range(0, len(x0), batch)
+        ]
         total = torch.cat([b.total for b in terms]).mean().item()
         prior = torch.cat([b.prior for b in terms]).mean().item()
         dec = torch.cat([b.decoder for b in terms]).mean().item()
@@ -231,8 +277,16 @@ def bench_quality(model_dir: str, model_t200: str | None, n: int, batch: int, st
     if model_t200:
         likelihood["t200"] = bpd(load_pipeline(model_t200))
     print(f"  bits/dim bound: {likelihood['bundled']['bits_per_dim']:.3f} ({time.perf_counter() - t0:.0f} s for quality)")
-    return {"classifier_accuracy": acc, "floor": floor, "floor_full_train": floor_full, "raw_floor_8px": raw_floor,
-            "ceiling": ceiling, "n": n, "rows": rows, "likelihood": likelihood}  # fmt: skip
+    return {
+        "classifier_accuracy": acc,
+        "floor": floor,
+        "floor_full_train": floor_full,
+        "raw_floor_8px": raw_floor,
+        "ceiling": ceiling,
+        "n": n,
+        "rows": rows,
+        "likelihood": likelihood,
+    }
 
 
 # ---------------------------------------------------------------------- report
@@ -278,34 +332,50 @@ def report(results: dict, made: list[str]) -> str:
             "|---|---|---|---|",
         ]
         if tr:
-            lines.append(f"| training, images/s (batch {tr['batch']}, tiny UNet 16 px, {tr['steps']} steps) | "
-                         f"{statistics.median(tr['ours']):.0f} | {statistics.median(tr['reference']):.0f} (train_unconditional.py loop) | "
-                         f"**{tr['ratio']:.2f}x** |")  # fmt: skip
+            lines.append(
+                f"| training, images/s (batch {tr['batch']}, tiny UNet 16 px, {tr['steps']} steps) | "
+                f"{statistics.median(tr['ours']):.0f} | {statistics.median(tr['reference']):.0f} (train_unconditional.py loop) | "
+                f"**{tr['ratio']:.2f}x** |"
+            )
         if sp:
-            lines.append(f"| sampling {sp['batch']} images, all T = {sp['T']} steps, seconds | {statistics.median(sp['ours']):.2f} | "
-                         f"{statistics.median(sp['pipeline']):.2f} (DDPMPipeline) | **{sp['ratio']:.2f}x** |")  # fmt: skip
+            lines.append(
+                f"| sampling {sp['batch']} images, all T = {sp['T']} steps, seconds | {statistics.median(sp['ours']):.2f} | "
+                f"{statistics.median(sp['pipeline']):.2f} (DDPMPipeline) | **{sp['ratio']:.2f}x** |"
+            )
         lines.append("")
         if sp:
-            lines += [f"Same seed, same images: max |ours - DDPMPipeline| = {sp['max_abs_diff']:.1e} on [0, 1] pixels.",
-                      "Fast samplers, 16 images: " + ", ".join(f"{k} {v:.2f} s" for k, v in sp["fast"].items()) + ".", ""]  # fmt: skip
+            lines += [
+                f"Same seed, same images: max |ours - DDPMPipeline| = {sp['max_abs_diff']:.1e} on [0, 1] pixels.",
+                "Fast samplers, 16 images: " + ", ".join(f"{k} {v:.2f} s" for k, v in sp["fast"].items()) + ".",
+                "",
+            ]
         if app:
-            lines += [f"App (real Gradio server, 16 images, all T steps, GIF and gallery): first frame after "
-                      f"**{app['first_frame']:.2f} s**, finished after **{app['finished']:.1f} s**; server peak RSS "
-                      f"{app['peak_rss_mb']:.0f} MiB."]  # fmt: skip
+            lines += [
+                f"App (real Gradio server, 16 images, all T steps, GIF and gallery): first frame after "
+                f"**{app['first_frame']:.2f} s**, finished after **{app['finished']:.1f} s**; server peak RSS "
+                f"{app['peak_rss_mb']:.0f} MiB."
+            ]
         if results.get("training_rss_mb"):
             lines.append(f"Training peak RSS (batch {tr['batch'] if tr else 128}): {results['training_rss_mb']:.0f} MiB.")
         lines.append("")
     qual = results.get("quality")
     if qual:
-        lines += ["## Quality of the bundled model (digits-FD, lower is better)", "",
-                  f"Classifier test accuracy {qual['classifier_accuracy']:.3f}; {qual['n']} images per score against the "
-                  f"360 held-out digits. Real-data floor (train split through the same 8 -> 16 -> 8 px path): "
-                  f"**{qual['floor']:.3f}** ({qual['floor_full_train']:.3f} with all 1437 train images; {qual['raw_floor_8px']:.3f} "
-                  f"at the raw 8 px). Noise ceiling: {qual['ceiling']:.1f}.", "",
-                  "| sampler | steps | digits-FD | x floor | confident (p > 0.9) | seconds | classes 0-9 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "## Quality of the bundled model (digits-FD, lower is better)",
+            "",
+            f"Classifier test accuracy {qual['classifier_accuracy']:.3f}; {qual['n']} images per score against the "
+            f"360 held-out digits. Real-data floor (train split through the same 8 -> 16 -> 8 px path): "
+            f"**{qual['floor']:.3f}** ({qual['floor_full_train']:.3f} with all 1437 train images; {qual['raw_floor_8px']:.3f} "
+            f"at the raw 8 px). Noise ceiling: {qual['ceiling']:.1f}.",
+            "",
+            "| sampler | steps | digits-FD | x floor | confident (p > 0.9) | seconds | classes 0-9 |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for k, r in qual["rows"].items():
-            lines.append(f"| {k} | {r['steps']} | {r['fd']:.3f} | {r['fd'] / qual['floor']:.2f} | {r['cls']['confident']:.2f} | "
-                         f"{r['seconds']:.0f} | {' '.join(map(str, r['cls']['histogram']))} |")  # fmt: skip
+            lines.append(
+                f"| {k} | {r['steps']} | {r['fd']:.3f} | {r['fd'] / qual['floor']:.2f} | {r['cls']['confident']:.2f} | "
+                f"{r['seconds']:.0f} | {' '.join(map(str, r['cls']['histogram']))} |"
+            )
         lines += ["", "| model | bits/dim bound | L_T | sum L_(t-1) | L_0 |", "|---|---|---|---|---|"]
         for name, lk in qual["likelihood"].items():
             lines.append(f"| {name} | {lk['bits_per_dim']:.3f} | {lk['L_T']:.2e} | {lk['sum_L_t-1']:.3f} | {lk['L_0']:.3f} |")
@@ -335,8 +405,14 @@ def main() -> None:
         results["training_rss_mb"] = training_peak_rss(steps=5 if q else 20, batch=16 if q else 128)
     if not a.skip_quality:
         print("quality ...", flush=True)
-        results["quality"] = bench_quality(a.model, a.model_t200, n=32 if q else 360, batch=120,
-                                           steps_list=[10] if q else [10, 25, 50, 100], bpd_images=8 if q else 360)  # fmt: skip
+        results["quality"] = bench_quality(
+            a.model,
+            a.model_t200,
+            n=32 if q else 360,
+            batch=120,
+            steps_list=[10] if q else [10, 25, 50, 100],
+            bpd_images=8 if q else 360,
+        )
     made = plots(results)
     out = HERE / ("RESULTS-quick.md" if q else "RESULTS.md")
     out.write_text(report(results, made))

@@ -51,8 +51,15 @@ def train_reference(unet, dataset, resolution: int, batch_size: int, steps: int,
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, drop_last=True)
     lr_scheduler = get_scheduler("cosine", optimizer=optimizer, num_warmup_steps=500, num_training_steps=steps)
     unet, optimizer, loader, lr_scheduler = accelerator.prepare(unet, optimizer, loader, lr_scheduler)
-    ema = EMAModel(unet.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=3 / 4,
-                   model_cls=type(accelerator.unwrap_model(unet)), model_config=accelerator.unwrap_model(unet).config)  # fmt: skip
+    ema = EMAModel(
+        unet.parameters(),
+        decay=0.9999,
+        use_ema_warmup=True,
+        inv_gamma=1.0,
+        power=3 / 4,
+        model_cls=type(accelerator.unwrap_model(unet)),
+        model_config=accelerator.unwrap_model(unet).config,
+    )
     unet.train()
     done, timed, seconds = 0, 0, 0.0
     while done < steps:
