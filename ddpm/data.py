@@ -194,7 +194,9 @@ class ImageData:
         if len(self.column) == 0:
             raise DataError("the data set has no images: check the folder, dataset name or split")
         per_image = 4 * preprocess.channels * preprocess.resolution**2
-        self.in_memory = in_memory if in_memory is not None else len(self.column) * per_image <= IN_MEMORY_BYTES
+        if in_memory is None:  # random crops differ at every step, so they are cut from freshly decoded images
+            in_memory = preprocess.center_crop and len(self.column) * per_image <= IN_MEMORY_BYTES
+        self.in_memory = in_memory
         self.skipped = 0
         if self.in_memory:
             self.tensor, self.skipped = self._decode_all()
@@ -218,21 +220,22 @@ class ImageData:
     def __len__(self) -> int:
         return self.size
 
-    def batch(self, indices: list[int], flip: torch.Tensor | None = None) -> torch.Tensor:
-        """The images at `indices`, mirrored left-right where `flip` is True."""
+    def batch(self, indices: list[int], flip: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+        """The images at `indices`, mirrored left-right where `flip` is True; random crops (if any) drawn from `seed`."""
         if self.in_memory:
             x = self.tensor[indices]
         else:
-            x = torch.stack([self._load(i) for i in indices])
+            rng = np.random.default_rng(seed)
+            x = torch.stack([self._load(i, rng) for i in indices])
         if flip is not None and bool(flip.any()):
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         return x
 
-    def _load(self, i: int) -> torch.Tensor:
+    def _load(self, i: int, rng: np.random.Generator | None = None) -> torch.Tensor:
         """Decode one image (streaming mode); an unreadable one is replaced by the next readable one."""
         for k in range(len(self.column)):
             try:
-                return self.preprocess(decode(self.column[(i + k) % len(self.column)]))
+                return self.preprocess(decode(self.column[(i + k) % len(self.column)]), rng)
             except (OSError, ValueError, SyntaxError):
                 self.skipped += 1
         raise DataError("no image in the data set could be read")

@@ -323,7 +323,12 @@ def train(cfg: TrainConfig) -> dict:
             g = _step_generator(cfg.seed, rank, m)
             indices = micro_batch(m)
             flip = torch.rand(len(indices), generator=g) < 0.5 if cfg.random_flip else None
-            x0 = data.batch(indices, flip).to(accelerator.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            crop_seed = int(torch.randint(0, 2**31 - 1, (), generator=g))
+            x0 = (
+                data.batch(indices, flip, crop_seed)
+                .to(accelerator.device, non_blocking=True)
+                .contiguous(memory_format=torch.channels_last)
+            )
             t = torch.randint(0, scheduler.num_train_timesteps, (len(indices),), generator=g)
             noise = torch.randn(x0.shape, generator=g).to(accelerator.device).contiguous(memory_format=torch.channels_last)
             sync = micro == micro_per_step - 1

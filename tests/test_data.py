@@ -95,3 +95,26 @@ def test_epoch_batches_shard_the_data_across_ranks():
     assert epoch_batches(n, b, 3, 0, 1, world) != ranks[1]
     tiny = epoch_batches(3, 8, 0, 0)  # fewer images than a batch: still full batches
     assert len(tiny) == 1 and len(tiny[0]) == 8
+
+
+def test_random_crops_vary_with_the_seed_and_repeat_with_it(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(4):  # wide images: resized to 12 x 6, a 6 x 6 window can move sideways
+        Image.fromarray(rng.integers(0, 255, (10, 20), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    ds, column = load_image_dataset(train_data_dir=str(tmp_path))
+    data = ImageData(ds, column, Preprocess(6, 1, center_crop=False))
+    assert not data.in_memory  # cut fresh at every step
+    a, b = data.batch([0, 1, 2, 3], seed=1), data.batch([0, 1, 2, 3], seed=2)
+    assert a.shape == (4, 1, 6, 6) and not torch.equal(a, b)
+    assert torch.equal(a, data.batch([0, 1, 2, 3], seed=1))
+
+
+def test_dataset_name_loads_a_dataset_repo_layout(tmp_path):
+    """--dataset_name goes through datasets.load_dataset; here on a local repo folder (parquet), as the Hub serves."""
+    (tmp_path / "data").mkdir()
+    digits_dataset("test").rename_column("image", "picture").to_parquet(str(tmp_path / "data" / "train.parquet"))
+    ds, column = load_image_dataset(dataset_name=str(tmp_path))
+    assert column == "picture" and len(ds) == 360
+    assert ImageData(ds, column, Preprocess(8, 1)).tensor.shape == (360, 1, 8, 8)
+    with pytest.raises(DataError, match="could not load dataset"):
+        load_image_dataset(dataset_name=str(tmp_path / "nope"))
