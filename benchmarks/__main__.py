@@ -62,31 +62,54 @@ def bench_training(steps: int, batch: int, repeats: int) -> dict:
     from ddpm.models import make_unet
     from ddpm.training import TrainConfig, train
 
-    ours, ref = [], []
-    for r in range(repeats):  # interleaved: ours, reference, ours, reference, ...
+    def ours(seed, precision="no"):
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = TrainConfig(
-                output_dir=tmp,
-                max_train_steps=steps,
-                train_batch_size=batch,
-                eval_batch_size=0,
-                checkpointing_steps=0,
-                save_images_steps=0,
-                report_to="none",
-                logging_steps=steps,
-                seed=r,
-            )
-            ours.append(train(cfg)["images_per_s"])
-        torch.manual_seed(r)
-        ref.append(train_reference(make_unet("tiny", 16, 1), digits_dataset("train"), 16, batch, steps, seed=r))
-        print(f"  training run {r + 1}/{repeats}: ours {ours[-1]:.0f} img/s, reference {ref[-1]:.0f} img/s", flush=True)
-    return {
-        "ours": ours,
-        "reference": ref,
-        "ratio": statistics.median(ours) / statistics.median(ref),
-        "batch": batch,
-        "steps": steps,
-    }
+            cfg = TrainConfig(output_dir=tmp, max_train_steps=steps, train_batch_size=batch, eval_batch_size=0,
+                              checkpointing_steps=0, save_images_steps=0, report_to="none", logging_steps=steps, seed=seed,
+                              mixed_precision=precision)  # fmt: skip
+            return train(cfg)["images_per_s"]
+
+    def reference(seed, precision="no"):
+        torch.manual_seed(seed)
+        return train_reference(
+            make_unet("tiny", 16, 1), digits_dataset("train"), 16, batch, steps, seed, mixed_precision=precision
+        )
+
+    res = {"ours": [], "reference": []}
+    for r in range(repeats):  # interleaved: ours, reference, ours, reference, ...
+        res["ours"].append(ours(r))
+        res["reference"].append(reference(r))
+        print(f"  training run {r + 1}/{repeats}: ours {res['ours'][-1]:.0f} img/s, reference {res['reference'][-1]:.0f} img/s")
+    res["ours_bf16"], res["reference_bf16"] = ours(0, "bf16"), reference(0, "bf16")
+    print(f"  bf16 autocast: ours {res['ours_bf16']:.0f} img/s, reference {res['reference_bf16']:.0f} img/s", flush=True)
+    res.update(ratio=statistics.median(res["ours"]) / statistics.median(res["reference"]), batch=batch, steps=steps)
+    res["network"] = network_profile(batch)
+    return res
+
+
+def network_profile(batch: int) -> dict:
+    """Where a training step goes: the UNet's forward + backward, eager and under torch.compile (fp32)."""
+    from ddpm.models import make_unet
+
+    torch.manual_seed(0)
+    unet = make_unet("tiny", 16, 1).train()
+    x, e, t = torch.randn(batch, 1, 16, 16), torch.randn(batch, 1, 16, 16), torch.randint(0, 1000, (batch,))
+
+    def step(model):
+        torch.nn.functional.mse_loss(model(x, t).sample, e).backward()
+        unet.zero_grad(set_to_none=True)
+
+    def median_ms(model, n=7):
+        step(model)
+        times = [timed(lambda: step(model))[0] for _ in range(n)]
+        return 1000 * statistics.median(times)
+
+    eager = median_ms(unet)
+    compiled = torch.compile(unet)
+    compile_s = timed(lambda: step(compiled))[0]
+    out = {"eager_ms": eager, "compiled_ms": median_ms(compiled), "compile_s": compile_s}
+    print(f"  network fwd+bwd: eager {out['eager_ms']:.0f} ms, compiled {out['compiled_ms']:.0f} ms (compile {compile_s:.0f} s)")
+    return out
 
 
 def bench_sampling(model_dir: str, batch: int, repeats: int) -> dict:
@@ -337,12 +360,24 @@ def report(results: dict, made: list[str]) -> str:
                 f"{statistics.median(tr['ours']):.0f} | {statistics.median(tr['reference']):.0f} (train_unconditional.py loop) | "
                 f"**{tr['ratio']:.2f}x** |"
             )
+            lines.append(
+                f"| training, images/s, both with `--mixed_precision bf16` (CPU autocast) | {tr['ours_bf16']:.0f} | "
+                f"{tr['reference_bf16']:.0f} | {tr['ours_bf16'] / tr['reference_bf16']:.2f}x |"
+            )
         if sp:
             lines.append(
                 f"| sampling {sp['batch']} images, all T = {sp['T']} steps, seconds | {statistics.median(sp['ours']):.2f} | "
                 f"{statistics.median(sp['pipeline']):.2f} (DDPMPipeline) | **{sp['ratio']:.2f}x** |"
             )
         lines.append("")
+        if tr:
+            net = tr["network"]
+            lines += [
+                f"Where a training step goes (batch {tr['batch']}): the UNet's forward + backward alone takes "
+                f"{net['eager_ms']:.0f} ms eager and {net['compiled_ms']:.0f} ms under `torch.compile` "
+                f"({net['eager_ms'] / net['compiled_ms']:.2f}x, after {net['compile_s']:.0f} s of compiling).",
+                "",
+            ]
         if sp:
             lines += [
                 f"Same seed, same images: max |ours - DDPMPipeline| = {sp['max_abs_diff']:.1e} on [0, 1] pixels.",

@@ -32,7 +32,9 @@ def _augment(image: Image.Image, resolution: int) -> torch.Tensor:
     return (x - 0.5) / 0.5  # Normalize([0.5], [0.5])
 
 
-def train_reference(unet, dataset, resolution: int, batch_size: int, steps: int, seed: int = 0, warmup: int = 3) -> float:
+def train_reference(
+    unet, dataset, resolution: int, batch_size: int, steps: int, seed: int = 0, warmup: int = 3, mixed_precision: str = "no"
+) -> float:
     """Run `steps` optimizer steps of the reference loop; returns steady-state images/s (after `warmup` steps)."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
@@ -40,7 +42,7 @@ def train_reference(unet, dataset, resolution: int, batch_size: int, steps: int,
     from diffusers.training_utils import EMAModel
 
     torch.manual_seed(seed)
-    accelerator = Accelerator(mixed_precision="no")
+    accelerator = Accelerator(mixed_precision=mixed_precision)
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
 
