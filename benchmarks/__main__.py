@@ -56,7 +56,7 @@ def timed(fn):
 
 
 # ---------------------------------------------------------------------- speed
-def bench_training(steps: int, batch: int, repeats: int) -> dict:
+def bench_training(steps: int, batch: int, repeats: int, resolution: int) -> dict:
     from benchmarks.reference_loop import train_reference
     from ddpm.data import digits_dataset
     from ddpm.models import make_unet
@@ -64,7 +64,7 @@ def bench_training(steps: int, batch: int, repeats: int) -> dict:
 
     def ours(seed, precision="no"):
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = TrainConfig(output_dir=tmp, max_train_steps=steps, train_batch_size=batch, eval_batch_size=0,
+            cfg = TrainConfig(output_dir=tmp, max_train_steps=steps, train_batch_size=batch, eval_batch_size=0, resolution=resolution,
                               checkpointing_steps=0, save_images_steps=0, report_to="none", logging_steps=steps, seed=seed,
                               mixed_precision=precision)  # fmt: skip
             return train(cfg)["images_per_s"]
@@ -83,17 +83,18 @@ def bench_training(steps: int, batch: int, repeats: int) -> dict:
     res["ours_bf16"], res["reference_bf16"] = ours(0, "bf16"), reference(0, "bf16")
     print(f"  bf16 autocast: ours {res['ours_bf16']:.0f} img/s, reference {res['reference_bf16']:.0f} img/s", flush=True)
     res.update(ratio=statistics.median(res["ours"]) / statistics.median(res["reference"]), batch=batch, steps=steps)
-    res["network"] = network_profile(batch)
+    res.update(resolution=resolution, network=network_profile(batch, resolution))
     return res
 
 
-def network_profile(batch: int) -> dict:
+def network_profile(batch: int, resolution: int) -> dict:
     """Where a training step goes: the UNet's forward + backward, eager and under torch.compile (fp32)."""
     from ddpm.models import make_unet
 
     torch.manual_seed(0)
-    unet = make_unet("tiny", 16, 1).train()
-    x, e, t = torch.randn(batch, 1, 16, 16), torch.randn(batch, 1, 16, 16), torch.randint(0, 1000, (batch,))
+    unet = make_unet("tiny", resolution, 1).train()
+    shape = (batch, 1, resolution, resolution)
+    x, e, t = torch.randn(shape), torch.randn(shape), torch.randint(0, 1000, (batch,))
 
     def step(model):
         torch.nn.functional.mse_loss(model(x, t).sample, e).backward()
@@ -356,7 +357,7 @@ def report(results: dict, made: list[str]) -> str:
         ]
         if tr:
             lines.append(
-                f"| training, images/s (batch {tr['batch']}, tiny UNet 16 px, {tr['steps']} steps) | "
+                f"| training, images/s (batch {tr['batch']}, tiny UNet {tr['resolution']} px, {tr['steps']} steps) | "
                 f"{statistics.median(tr['ours']):.0f} | {statistics.median(tr['reference']):.0f} (train_unconditional.py loop) | "
                 f"**{tr['ratio']:.2f}x** |"
             )
@@ -432,7 +433,10 @@ def main() -> None:
     results = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
     if not a.skip_speed:
         print("training throughput ...", flush=True)
-        results["training"] = bench_training(steps=8 if q else 30, batch=16 if q else 128, repeats=1 if q else 3)
+        resolution = load_pipeline(a.model).unet.config.sample_size  # the bundled model's own configuration
+        results["training"] = bench_training(
+            steps=8 if q else 40, batch=16 if q else 128, repeats=1 if q else 3, resolution=resolution
+        )
         print("sampling ...", flush=True)
         results["sampling"] = bench_sampling(a.model, batch=16, repeats=1 if q else 3)
         print("app latency ...", flush=True)
