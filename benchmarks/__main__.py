@@ -64,9 +64,11 @@ def bench_training(steps: int, batch: int, repeats: int, resolution: int) -> dic
 
     def ours(seed, precision="no"):
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = TrainConfig(output_dir=tmp, max_train_steps=steps, train_batch_size=batch, eval_batch_size=0, resolution=resolution,
-                              checkpointing_steps=0, save_images_steps=0, report_to="none", logging_steps=steps, seed=seed,
-                              mixed_precision=precision)  # fmt: skip
+            cfg = TrainConfig(
+                output_dir=tmp, resolution=resolution, max_train_steps=steps, train_batch_size=batch, eval_batch_size=0,
+                checkpointing_steps=0, save_images_steps=0, report_to="none", logging_steps=steps, seed=seed,
+                mixed_precision=precision,
+            )  # fmt: skip
             return train(cfg)["images_per_s"]
 
     def reference(seed, precision="no"):
