@@ -302,6 +302,11 @@ class DDPMScheduler:
             _gather(self.sqrt_alphas_cumprod, t, x_t) * x_t - _gather(self.sqrt_one_minus_alphas_cumprod, t, x_t) * model_output
         )
 
+    def _clip(self, x0: torch.Tensor) -> torch.Tensor:
+        """The optional clipping of the predicted x_0 to [-clip_sample_range, clip_sample_range] (off by default)."""
+        r = self.config.clip_sample_range
+        return x0.clamp(-r, r) if self.config.clip_sample else x0
+
     def predict_eps(self, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
         """eps from x_0 and x_t: eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t)."""
         return (x_t - _gather(self.sqrt_alphas_cumprod, t, x_t) * x0) / _gather(self.sqrt_one_minus_alphas_cumprod, t, x_t)
@@ -316,10 +321,7 @@ class DDPMScheduler:
         Returns mean, variance, log_variance and pred_original_sample.
         """
         alpha, beta, abar, abar_prev = self._step_quantities(t, prev_t)
-        pred_x0 = self.predict_x0(model_output, x_t, t)
-        if self.config.clip_sample:
-            r = self.config.clip_sample_range
-            pred_x0 = pred_x0.clamp(-r, r)
+        pred_x0 = self._clip(self.predict_x0(model_output, x_t, t))
         if self.config.prediction_type == "epsilon" and not self.config.clip_sample:
             coef_eps = beta / torch.sqrt(1.0 - abar)
             mean = _broadcast(torch.rsqrt(alpha), x_t) * (x_t - _broadcast(coef_eps, x_t) * model_output)
@@ -369,10 +371,7 @@ class DDPMScheduler:
         eta = 0 is deterministic; eta = 1 is the respaced DDPM step with beta-tilde variance.
         """
         _, beta, abar, abar_prev = self._step_quantities(t, prev_t)
-        pred_x0 = self.predict_x0(model_output, x_t, t)
-        if self.config.clip_sample:
-            r = self.config.clip_sample_range
-            pred_x0 = pred_x0.clamp(-r, r)
+        pred_x0 = self._clip(self.predict_x0(model_output, x_t, t))
         eps = self.predict_eps(pred_x0, x_t, t)
         sigma = eta * torch.sqrt((1.0 - abar_prev) / (1.0 - abar) * beta)
         dir_coef = torch.sqrt((1.0 - abar_prev - sigma**2).clamp(min=0))
