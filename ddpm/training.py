@@ -303,7 +303,7 @@ def train(cfg: TrainConfig) -> dict:
 
     epoch_cache: dict[int, list[list[int]]] = {}
 
-    def micro_batch(m: int) -> torch.Tensor:
+    def micro_batch(m: int) -> list[int]:
         epoch, index = divmod(m, spe)
         if epoch not in epoch_cache:
             epoch_cache.clear()
