@@ -310,6 +310,7 @@ def bench_quality(model_dir: str, model_t200: str | None, n: int, batch: int, st
         "raw_floor_8px": raw_floor,
         "ceiling": ceiling,
         "n": n,
+        "resolution": res,
         "rows": rows,
         "likelihood": likelihood,
     }
@@ -398,11 +399,14 @@ def report(results: dict, made: list[str]) -> str:
         lines.append("")
     qual = results.get("quality")
     if qual:
+        res = qual["resolution"]
+        path_text = "8 px, the digits' own size: no resize enters the score" if res == 8 else f"8 -> {res} -> 8 px"
         lines += [
             "## Quality of the bundled model (digits-FD, lower is better)",
             "",
             f"Classifier test accuracy {qual['classifier_accuracy']:.3f}; {qual['n']} images per score against the "
-            f"360 held-out digits. Real-data floor (train split through the same 8 -> 16 -> 8 px path): "
+            f"360 held-out digits. Real-data floor (train-split digits through the same path as generated images, "
+            f"{path_text}): "
             f"**{qual['floor']:.3f}** ({qual['floor_full_train']:.3f} with all 1437 train images; {qual['raw_floor_8px']:.3f} "
             f"at the raw 8 px). Noise ceiling: {qual['ceiling']:.1f}.",
             "",
