@@ -175,6 +175,7 @@ def write_model_card(
 ) -> Path:
     """README.md with the Hub's YAML metadata, samples, the training arguments and how to use the model."""
     name = repo_id or Path(output_dir).name
+    source = repo_id or Path(output_dir).as_posix()  # what the app and diffusers load: the Hub repo, else the folder
     hub_dataset = dataset if "/" in dataset else None
     meta = [
         "---",
@@ -204,7 +205,7 @@ Weights are the EMA of the training weights. Final training loss (L_gamma, last 
 In the ddpm-space app:
 
 ```bash
-MODEL_ID={name} python app.py
+MODEL_ID={source} python app.py
 ```
 
 With diffusers alone:
@@ -213,7 +214,7 @@ With diffusers alone:
 import torch
 from diffusers import DDPMPipeline
 
-pipe = DDPMPipeline.from_pretrained("{name}")
+pipe = DDPMPipeline.from_pretrained("{source}")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
 ```
 

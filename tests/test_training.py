@@ -15,7 +15,7 @@ from diffusers import DDPMPipeline
 from hub_server import FakeHub
 
 import train_accelerate
-from ddpm.hub import load_pipeline
+from ddpm.hub import load_pipeline, write_model_card
 from ddpm.sampling import sample
 from ddpm.training import find_checkpoint, weights_digest
 
@@ -171,6 +171,16 @@ def test_model_card_has_hub_metadata(pushed):
     assert 'DDPMPipeline.from_pretrained("alice/ddpm-test")' in card and "MODEL_ID=alice/ddpm-test python app.py" in card
     assert "| `max_train_steps` | `4` |" in card and "hub_token" not in card
     assert re.search(r"Final training loss .*: \d+\.\d{4}", card)
+
+
+def test_model_card_of_a_local_model_loads_it_from_its_folder(tmp_path):
+    out = tmp_path / "my-model"
+    out.mkdir()
+    card = write_model_card(out, repo_id=None, dataset="digits", training_args={}, final_loss=None, num_parameters=10,
+                            resolution=8).read_text()  # fmt: skip
+    assert card.splitlines()[card.splitlines().index("---", 1) + 2] == "# my-model"
+    assert f"MODEL_ID={out.as_posix()} python app.py" in card
+    assert f'DDPMPipeline.from_pretrained("{out.as_posix()}")' in card
 
 
 def test_output_folder_is_a_diffusers_ddpm_pipeline(pushed):
