@@ -105,6 +105,8 @@ def build(default_model: str | None = None, workdir: str | None = None) -> gr.Bl
                 label="Model: a Hub repo id (user/name) or a local folder", value=demo.display_name(name), scale=4
             )
             load_button = gr.Button("Load model", scale=1)
+        bundled = gr.Examples([[demo.display_name(p)] for p in demo.BUNDLED_MODELS], inputs=[model_box],
+                              label="Bundled models (offline): T = 1000 as in Ho et al., and the article's T = 200")  # fmt: skip
         model_info = gr.Markdown(demo.describe(first) + startup_note)
 
         with gr.Tab("Generate"):
@@ -164,6 +166,7 @@ def build(default_model: str | None = None, workdir: str | None = None) -> gr.Bl
         load_button.click(load_model, [model_box, model_state], [model_state, model_info, num_steps, t_slider],
                           api_name="load_model")  # fmt: skip
         model_box.submit(load_model, [model_box, model_state], [model_state, model_info, num_steps, t_slider])
+        bundled.load_input_event.then(load_model, [model_box, model_state], [model_state, model_info, num_steps, t_slider])
         generate_button.click(
             run_generate,
             [model_state, seed, num_images, sampler, num_steps, eta, show_x0],

@@ -29,7 +29,12 @@ from .sampling import trajectory
 from .visualize import auto_scale, frame_indices, grid, save_gif, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_MODEL = str(ROOT / "pretrained" / "ddpm-digits")
+BUNDLED_MODEL = str(ROOT / "pretrained" / "ddpm-digits")  # the default: T = 1000, as in Ho et al.
+ARTICLE_T200_MODEL = str(ROOT / "pretrained" / "ddpm-digits-t200")  # the same recipe with the article's T = 200
+BUNDLED_MODELS = {
+    BUNDLED_MODEL: "bundled digits model",
+    ARTICLE_T200_MODEL: "bundled digits model with the article's T = 200",
+}
 MAX_IMAGES = 16
 MAX_SEED = 2**32 - 1
 GIF_FRAMES = 60
@@ -82,7 +87,7 @@ def describe(model: LoadedModel) -> str:
     """A short markdown card of the model for the UI."""
     cfg, sched = model.unet.config, model.scheduler
     d = sched.diagnostics()
-    name = "bundled digits model" if model.source == BUNDLED_MODEL else f"`{model.source}`"
+    name = BUNDLED_MODELS.get(model.source) or f"`{display_name(model.source)}`"
     text = (
         f"**{name}**: UNet2DModel, {count_parameters(model.unet) / 1e6:.2f} M parameters, "
         f"{cfg.in_channels} channel(s) at {cfg.sample_size}x{cfg.sample_size} px; T = {sched.num_train_timesteps}, "

@@ -149,5 +149,9 @@ def test_browser_click_generate(server, tmp_path):
         page.get_by_text("t = 0", exact=True).first.wait_for(timeout=60_000)
         assert page.locator("img[src*='0000.png']").count() >= 1
         page.screenshot(path=str(shot), full_page=True)
+        # one click on a bundled example loads the article's T = 200 model, with its schedule warning
+        page.get_by_text("pretrained/ddpm-digits-t200", exact=True).click()
+        page.get_by_text("bundled digits model with the article's T = 200", exact=False).wait_for(timeout=60_000)
+        page.get_by_text("x_T is not close to N(0, I)", exact=False).first.wait_for(timeout=10_000)
         browser.close()
     assert shot.stat().st_size > 10_000

@@ -144,3 +144,14 @@ def test_workdirs_are_bounded(tmp_path):
     dirs = demo.WorkDirs(tmp_path / "runs", keep=3)
     made = [dirs.new() for _ in range(6)]
     assert len(list((tmp_path / "runs").iterdir())) == 3 and made[-1].exists()
+
+
+def test_bundled_models_are_named_by_what_they_are(model_dir):
+    registry = demo.ModelRegistry()
+    default = demo.describe(registry.load("pretrained/ddpm-digits"))  # as a visitor types it, relative to the project
+    assert default.startswith("**bundled digits model**") and "T = 1000" in default and "⚠️" not in default
+    article = demo.describe(registry.load(demo.display_name(demo.ARTICLE_T200_MODEL)))
+    assert article.startswith("**bundled digits model with the article's T = 200**") and "T = 200," in article
+    assert "⚠️ x_T is not close to N(0, I): sqrt(abar_T) = 0.364" in article
+    other = demo.describe(registry.load(str(model_dir)))
+    assert other.startswith(f"**`{model_dir}`**")  # any other folder by its path
