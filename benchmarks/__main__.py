@@ -3,7 +3,7 @@
 Writes benchmarks/RESULTS.md and its plots. Speed is reported as ratios of runs interleaved in this one process on
 this one machine (median of several); no number here is asserted by the test suite.
 
-    python -m benchmarks                      # everything (about 20 minutes on 2 CPU cores)
+    python -m benchmarks                      # everything (about 35 minutes on 2 CPU cores)
     python -m benchmarks --skip-speed         # quality only
     python -m benchmarks --model-t200 DIR     # also score a model trained with the article's T = 200
 """
@@ -60,6 +60,20 @@ def fresh_accelerate_state() -> None:
     GradientState._reset_state()
 
 
+def paired(numerator: list[float], denominator: list[float]) -> dict:
+    """Median and range of the per-run ratios numerator[i] / denominator[i] of interleaved runs.
+
+    On a shared host the machine's speed drifts between runs by more than the loops differ; the ratio within each
+    pair of neighbouring runs cancels that drift, where a ratio of two medians (taken from different runs) does not.
+    """
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    return {"ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios}
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -97,7 +111,7 @@ def bench_training(steps: int, batch: int, repeats: int, resolution: int) -> dic
         print(f"  training run {r + 1}/{repeats}: ours {res['ours'][-1]:.0f} img/s, reference {res['reference'][-1]:.0f} img/s")
     res["ours_bf16"], res["reference_bf16"] = ours(0, "bf16"), reference(0, "bf16")
     print(f"  bf16 autocast: ours {res['ours_bf16']:.0f} img/s, reference {res['reference_bf16']:.0f} img/s", flush=True)
-    res.update(ratio=statistics.median(res["ours"]) / statistics.median(res["reference"]), batch=batch, steps=steps)
+    res.update(paired(res["ours"], res["reference"]), batch=batch, steps=steps)  # images/s: ours / reference
     res.update(resolution=resolution, network=network_profile(batch, resolution))
     return res
 
@@ -136,8 +150,8 @@ def bench_sampling(model_dir: str, batch: int, repeats: int) -> dict:
     T = m.scheduler.num_train_timesteps
     pipe = DDPMPipeline(unet=m.unet, scheduler=DiffusersDDPMScheduler.from_pretrained(model_dir, subfolder="scheduler"))
     pipe.set_progress_bar_config(disable=True)
-    ours_t, theirs_t = [], []
-    for r in range(repeats):
+    ours_t, theirs_t, network_t = [], [], []
+    for r in range(repeats):  # interleaved: ours, DDPMPipeline, the network alone, ...
         t, ours = timed(lambda r=r: sample(m.unet, m.scheduler, batch, generator=torch.Generator().manual_seed(r)))
         ours_t.append(t)
         t, theirs = timed(
@@ -146,12 +160,12 @@ def bench_sampling(model_dir: str, batch: int, repeats: int) -> dict:
             )
         )
         theirs_t.append(t)
+        network_t.append(network_alone(m.unet, batch, T))
         diff = float(((ours / 2 + 0.5).clamp(0, 1) - theirs).abs().max())
         print(
-            f"  sampling run {r + 1}/{repeats}: ours {ours_t[-1]:.2f} s, DDPMPipeline {theirs_t[-1]:.2f} s, max |diff| {diff:.2e}"
+            f"  sampling run {r + 1}/{repeats}: ours {ours_t[-1]:.2f} s, DDPMPipeline {theirs_t[-1]:.2f} s, "
+            f"the UNet alone {network_t[-1]:.2f} s, max |diff| {diff:.2e}"
         )
-    network_s = network_alone(m.unet, batch, T)
-    print(f"  the UNet alone, {T} forward passes: {network_s:.2f} s")
     fast = {}
     for sampler in ("respaced", "ddim"):
         for n in sorted({min(50, T), min(100, T)}):
@@ -163,8 +177,10 @@ def bench_sampling(model_dir: str, batch: int, repeats: int) -> dict:
     return {
         "ours": ours_t,
         "pipeline": theirs_t,
-        "ratio": statistics.median(theirs_t) / statistics.median(ours_t),
-        "network_s": network_s,
+        **paired(theirs_t, ours_t),  # seconds: DDPMPipeline / ours
+        "network": network_t,
+        "ceiling": paired(theirs_t, network_t)["ratio"],  # DDPMPipeline / the network alone: no sampler can beat it
+        "network_share": statistics.median([n / o for n, o in zip(network_t, ours_t, strict=True)]),
         "max_abs_diff": diff,
         "T": T,
         "batch": batch,
@@ -230,6 +246,7 @@ def training_peak_rss(steps: int, batch: int) -> float:
             "--report_to", "none", "--checkpointing_steps", "0", "--save_images_steps", "0"]  # fmt: skip
     script = (
         "import resource, runpy, sys\n"
+        "sys.argv = sys.argv[1:]\n"  # the script and its flags, as `python train_accelerate.py ...` sees them
         "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
         "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
@@ -245,10 +262,15 @@ def training_peak_rss(steps: int, batch: int) -> float:
 
 
 # ---------------------------------------------------------------------- quality
-def generate_many(m, n: int, batch: int, **kwargs) -> torch.Tensor:
+# Independent sample sets per score: at a few hundred images digits-FD moves by several points with the seed alone.
+SAMPLE_SETS = 3
+
+
+def generate_many(m, n: int, batch: int, seed: int = 1000, **kwargs) -> torch.Tensor:
+    """n samples in batches, batch i seeded with seed + i (sets whose seeds are 10,000 apart share no generator)."""
     out = []
     for i in range(0, n, batch):
-        out.append(sample(m.unet, m.scheduler, min(batch, n - i), generator=torch.Generator().manual_seed(1000 + i), **kwargs))
+        out.append(sample(m.unet, m.scheduler, min(batch, n - i), generator=torch.Generator().manual_seed(seed + i), **kwargs))
     return torch.cat(out)
 
 
@@ -265,44 +287,46 @@ def bench_quality(
     x_train, _ = q.through_model_path("train", res)
     f_test = q.features(net, x_test)
     rng = np.random.default_rng(0)
-    subset = rng.choice(len(x_train), size=min(n, len(x_train)), replace=False)
-    floor = q.frechet_distance(q.features(net, x_train[subset]), f_test)
+    subsets = [rng.choice(len(x_train), size=min(n, len(x_train)), replace=False) for _ in range(SAMPLE_SETS)]
+    floors = [q.frechet_distance(q.features(net, x_train[s]), f_test) for s in subsets]
     floor_full = q.frechet_distance(q.features(net, x_train), f_test)
-    raw_floor = q.frechet_distance(
-        q.features(net, q.through_model_path("train", 8)[0][subset]), q.features(net, q.through_model_path("test", 8)[0])
-    )
+    x_train_8, f_test_8 = q.through_model_path("train", 8)[0], q.features(net, q.through_model_path("test", 8)[0])
+    raw_floor = float(np.mean([q.frechet_distance(q.features(net, x_train_8[s]), f_test_8) for s in subsets]))
     noise = torch.randn(n, 1, res, res, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     ceiling = q.frechet_distance(q.features(net, q.to_metric(noise)), f_test)
-    print(f"  classifier test accuracy {acc:.3f}; floor {floor:.3f} (raw 8 px {raw_floor:.3f}); noise ceiling {ceiling:.1f}")
+    floor, floor_sd = _mean_sd(floors)
+    print(f"  classifier accuracy {acc:.3f}; floor {floor:.2f} ± {floor_sd:.2f} (raw 8 px {raw_floor:.2f}); noise {ceiling:.1f}")
 
-    def score(x):
-        xm = q.to_metric(x)
-        return q.frechet_distance(q.features(net, xm), f_test), q.classify(net, xm)
+    def evaluate(model, **kwargs) -> tuple[dict, torch.Tensor]:
+        """digits-FD of SAMPLE_SETS independent sets of n samples (mean, sd and each), the classes of all of them,
+        and the seconds one set takes; with the first set, for pictures."""
+        fds, sets, seconds = [], [], []
+        for k in range(SAMPLE_SETS):
+            t, x = timed(lambda k=k: generate_many(model, n, batch, seed=1000 + 10_000 * k, **kwargs))
+            sets.append(x)
+            seconds.append(t)
+            fds.append(q.frechet_distance(q.features(net, q.to_metric(x)), f_test))
+        fd, fd_sd = _mean_sd(fds)
+        cls = q.classify(net, q.to_metric(torch.cat(sets)))
+        return {"fd": fd, "fd_sd": fd_sd, "fds": fds, "seconds": statistics.median(seconds), "cls": cls}, sets[0]
 
     rows = {}
-    t, x = timed(lambda: generate_many(m, n, batch))
-    rows["ddpm-full"] = {
-        "steps": m.scheduler.num_train_timesteps,
-        "seconds": t,
-        **dict(zip(("fd", "cls"), score(x), strict=True)),
-    }
-    print(f"  ancestral {m.scheduler.num_train_timesteps} steps: FD {rows['ddpm-full']['fd']:.3f} ({t:.0f} s)")
+    T = m.scheduler.num_train_timesteps
+    rows["ddpm-full"], x = evaluate(m)
+    rows["ddpm-full"]["steps"] = T
+    print(f"  ancestral {T} steps: FD {rows['ddpm-full']['fd']:.2f} ± {rows['ddpm-full']['fd_sd']:.2f}")
     grid_path = out_dir / "samples_bundled.png"
     demo.grid(x[:64], nrow=8, scale=4).save(grid_path)
     for sampler in ("respaced", "ddim"):
-        for steps in sorted({min(s, m.scheduler.num_train_timesteps) for s in steps_list}):
-            t, x = timed(
-                lambda sampler=sampler, steps=steps: generate_many(m, n, batch, sampler=sampler, num_inference_steps=steps)
-            )
-            fd, cls = score(x)
-            rows[f"{sampler}-{steps}"] = {"steps": steps, "seconds": t, "fd": fd, "cls": cls}
-            print(f"  {sampler} {steps} steps: FD {fd:.3f}")
+        for steps in sorted({min(s, T) for s in steps_list}):
+            row, _ = evaluate(m, sampler=sampler, num_inference_steps=steps)
+            rows[f"{sampler}-{steps}"] = {"steps": steps, **row}
+            print(f"  {sampler} {steps} steps: FD {row['fd']:.2f} ± {row['fd_sd']:.2f}")
     if model_t200:
         m200 = load_pipeline(model_t200)
-        t, x = timed(lambda: generate_many(m200, n, batch))
-        fd, cls = score(x)
-        rows["t200-ddpm-full"] = {"steps": m200.scheduler.num_train_timesteps, "seconds": t, "fd": fd, "cls": cls}
-        print(f"  T=200 model, ancestral: FD {fd:.3f}")
+        row, _ = evaluate(m200)
+        rows["t200-ddpm-full"] = {"steps": m200.scheduler.num_train_timesteps, **row}
+        print(f"  T=200 model, ancestral: FD {row['fd']:.2f} ± {row['fd_sd']:.2f}")
 
     def bpd(model):
         x0 = x_test_model[:bpd_images]
@@ -329,6 +353,8 @@ def bench_quality(
     return {
         "classifier_accuracy": acc,
         "floor": floor,
+        "floor_sd": floor_sd,
+        "sets": SAMPLE_SETS,
         "floor_full_train": floor_full,
         "raw_floor_8px": raw_floor,
         "ceiling": ceiling,
@@ -351,12 +377,15 @@ def plots(results: dict, out_dir: Path) -> list[str]:
     if qual:
         fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
         for sampler in ("respaced", "ddim"):
-            pts = sorted((r["steps"], r["fd"]) for k, r in qual["rows"].items() if k.startswith(sampler))
-            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{sampler} DDPM" if sampler == "respaced" else "DDIM (eta 0)")
+            pts = sorted((r["steps"], r["fd"], r["fd_sd"]) for k, r in qual["rows"].items() if k.startswith(sampler))
+            steps, fd, sd = zip(*pts, strict=True)
+            label = f"{sampler} DDPM" if sampler == "respaced" else "DDIM (eta 0)"
+            ax.errorbar(steps, fd, yerr=sd, marker="o", capsize=3, label=label)
         full = qual["rows"]["ddpm-full"]
         ax.axhline(full["fd"], color="k", ls="--", label=f"ancestral, all {full['steps']} steps")
         ax.axhline(qual["floor"], color="g", ls=":", label="real-data floor")
-        ax.set(xscale="log", xlabel="sampling steps", ylabel="digits-FD (lower is better)", title="Quality vs steps")
+        ylabel = f"digits-FD, mean ± sd of {qual['sets']} sets"
+        ax.set(xscale="log", xlabel="sampling steps", ylabel=ylabel, title="Quality vs steps (lower is better)")
         ax.legend(fontsize=8)
         fig.savefig(out_dir / "fd_vs_steps.png", dpi=110)
         made.append("fd_vs_steps.png")
@@ -380,7 +409,7 @@ def report(results: dict, made: list[str]) -> str:
     tr, sp, app = results.get("training"), results.get("sampling"), results.get("app")
     if tr or sp or app:
         lines += [
-            "## Speed (ratios of interleaved runs in one process; medians)",
+            "## Speed (interleaved runs in one process: medians, and each ratio the median of per-pair ratios with their range)",
             "",
             "| what | ours | diffusers | ratio |",
             "|---|---|---|---|",
@@ -389,7 +418,7 @@ def report(results: dict, made: list[str]) -> str:
             lines.append(
                 f"| training, images/s (batch {tr['batch']}, tiny UNet {tr['resolution']} px, {tr['steps']} steps) | "
                 f"{statistics.median(tr['ours']):.0f} | {statistics.median(tr['reference']):.0f} (train_unconditional.py loop) | "
-                f"**{tr['ratio']:.2f}x** |"
+                f"**{tr['ratio']:.2f}x** ({tr['ratio_min']:.2f}-{tr['ratio_max']:.2f}) |"
             )
             lines.append(
                 f"| training, images/s, both with `--mixed_precision bf16` (CPU autocast) | {tr['ours_bf16']:.0f} | "
@@ -398,28 +427,29 @@ def report(results: dict, made: list[str]) -> str:
         if sp:
             lines.append(
                 f"| sampling {sp['batch']} images, all T = {sp['T']} steps, seconds | {statistics.median(sp['ours']):.2f} | "
-                f"{statistics.median(sp['pipeline']):.2f} (DDPMPipeline) | **{sp['ratio']:.2f}x** |"
+                f"{statistics.median(sp['pipeline']):.2f} (DDPMPipeline) | **{sp['ratio']:.2f}x** ({sp['ratio_min']:.2f}-"
+                f"{sp['ratio_max']:.2f}) |"
             )
         lines.append("")
         if tr:
             net = tr["network"]
             ours_ms, ref_ms = (1000 * tr["batch"] / statistics.median(tr[k]) for k in ("ours", "reference"))
+            compile_gain = net["eager_ms"] / net["compiled_ms"]
             lines += [
                 f"Where a training step goes (batch {tr['batch']}): ours takes {ours_ms:.0f} ms, the reference loop "
                 f"{ref_ms:.0f} ms, and the UNet's forward + backward alone {net['eager_ms']:.0f} ms of either. A loop that "
                 f"spent nothing beyond the network would reach at most **{ref_ms / net['eager_ms']:.2f}x** the reference "
                 f"with this network (target 1.5x: {_met(tr['ratio'] >= 1.5)}). Under `torch.compile` the network takes "
-                f"{net['compiled_ms']:.0f} ms ({net['eager_ms'] / net['compiled_ms']:.2f}x, after {net['compile_s']:.0f} s "
-                "of compiling), so compiling does not pay here either.",
+                f"{net['compiled_ms']:.0f} ms ({compile_gain:.2f}x; the first compiled call took {net['compile_s']:.0f} s, "
+                "less when inductor's on-disk cache already holds the graph), so compiling "
+                + ("pays on long runs." if compile_gain >= 1.2 else "does not pay here either."),
                 "",
             ]
         if sp:
-            ours_s = statistics.median(sp["ours"])
             lines += [
-                f"Where sampling goes: the UNet alone takes {sp['network_s']:.2f} s of our {ours_s:.2f} s "
-                f"({100 * sp['network_s'] / ours_s:.0f}%); a sampler with no cost beyond the network would reach at most "
-                f"**{statistics.median(sp['pipeline']) / sp['network_s']:.2f}x** DDPMPipeline (target 1.2x: "
-                f"{_met(sp['ratio'] >= 1.2)}).",
+                f"Where sampling goes: the UNet alone is {100 * sp['network_share']:.0f}% of our sampler's time "
+                f"(median of runs); a sampler with no cost beyond the network would reach at most "
+                f"**{sp['ceiling']:.2f}x** DDPMPipeline (target 1.2x: {_met(sp['ratio'] >= 1.2)}).",
                 f"Same seed, same images: max |ours - DDPMPipeline| = {sp['max_abs_diff']:.1e} on [0, 1] pixels.",
                 "Fast samplers, 16 images: " + ", ".join(f"{k} {v:.2f} s" for k, v in sp["fast"].items()) + ".",
                 "",
@@ -440,23 +470,25 @@ def report(results: dict, made: list[str]) -> str:
         lines += [
             "## Quality of the bundled model (digits-FD, lower is better)",
             "",
-            f"Classifier test accuracy {qual['classifier_accuracy']:.3f}; {qual['n']} images per score against the "
-            f"360 held-out digits. Real-data floor (train-split digits through the same path as generated images, "
-            f"{path_text}): "
-            f"**{qual['floor']:.3f}** ({qual['floor_full_train']:.3f} with all 1437 train images; {qual['raw_floor_8px']:.3f} "
-            f"at the raw 8 px). Noise ceiling: {qual['ceiling']:.1f}.",
+            f"Classifier test accuracy {qual['classifier_accuracy']:.3f}. Each score is the mean ± sd over {qual['sets']} "
+            f"independent sets of {qual['n']} images, each set against the 360 held-out digits: at this size FD moves by "
+            "several points with the seed alone, and it is biased upward at small n. Real-data floor (sets of "
+            f"train-split digits through the same path as generated images, {path_text}): "
+            f"**{qual['floor']:.2f} ± {qual['floor_sd']:.2f}** ({qual['floor_full_train']:.2f} with all 1437 train images "
+            f"at once; {qual['raw_floor_8px']:.2f} at the raw 8 px). Noise ceiling: {qual['ceiling']:.1f}. DDIM with "
+            "eta = 0 is deterministic given x_T, so its rows at different step counts start from the same noise.",
             "",
-            "| sampler | steps | digits-FD | x floor | confident (p > 0.9) | seconds | classes 0-9 |",
+            "| sampler | steps | digits-FD | x floor | confident (p > 0.9) | seconds per set | classes 0-9, all sets |",
             "|---|---|---|---|---|---|---|",
         ]
         for k, r in qual["rows"].items():
             lines.append(
-                f"| {k} | {r['steps']} | {r['fd']:.3f} | {r['fd'] / qual['floor']:.2f} | {r['cls']['confident']:.2f} | "
-                f"{r['seconds']:.0f} | {' '.join(map(str, r['cls']['histogram']))} |"
+                f"| {k} | {r['steps']} | {r['fd']:.2f} ± {r['fd_sd']:.2f} | {r['fd'] / qual['floor']:.2f} | "
+                f"{r['cls']['confident']:.2f} | {r['seconds']:.0f} | {' '.join(map(str, r['cls']['histogram']))} |"
             )
         full, ddim50 = qual["rows"]["ddpm-full"]["fd"], qual["rows"].get("ddim-50", {}).get("fd")
         x_floor = full / qual["floor"]
-        targets = f"Targets: full-T ancestral at most 2x the floor: {_met(x_floor <= 2)} ({x_floor:.2f}x)"
+        targets = f"Targets, on the means: full-T ancestral at most 2x the floor: {_met(x_floor <= 2)} ({x_floor:.2f}x)"
         if ddim50 is not None:
             targets += f"; DDIM-50 at most 1.25x full-T: {_met(ddim50 <= 1.25 * full)} ({ddim50 / full:.2f}x)"
         lines += ["", targets + "."]
@@ -476,11 +508,14 @@ def main() -> None:
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
+    p.add_argument("--update", action="store_true", help="keep the sections of results.json this run skips")
     a = p.parse_args()
     q = a.quick
     out_dir = HERE / "quick" if q else HERE  # a quick run never overwrites the committed results
     out_dir.mkdir(exist_ok=True)
-    results = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    previous = out_dir / "results.json"
+    results = json.loads(previous.read_text()) if a.update and previous.is_file() else {}
+    results.update(machine=machine(), date=time.strftime("%Y-%m-%d"))
     if not a.skip_speed:
         print("training throughput ...", flush=True)
         resolution = load_pipeline(a.model).unet.config.sample_size  # the bundled model's own configuration
