@@ -163,10 +163,10 @@ def build(default_model: str | None = None, workdir: str | None = None) -> gr.Bl
             lk_plot = gr.Plot(label="Terms of the bound")
             lk_text = gr.Markdown()
 
-        load_button.click(load_model, [model_box, model_state], [model_state, model_info, num_steps, t_slider],
-                          api_name="load_model")  # fmt: skip
-        model_box.submit(load_model, [model_box, model_state], [model_state, model_info, num_steps, t_slider])
-        bundled.load_input_event.then(load_model, [model_box, model_state], [model_state, model_info, num_steps, t_slider])
+        load_inputs, load_outputs = [model_box, model_state], [model_state, model_info, num_steps, t_slider]
+        load_button.click(load_model, load_inputs, load_outputs, api_name="load_model")
+        model_box.submit(load_model, load_inputs, load_outputs)  # Enter in the text box
+        bundled.load_input_event.then(load_model, load_inputs, load_outputs)  # a click on a bundled example
         generate_button.click(
             run_generate,
             [model_state, seed, num_images, sampler, num_steps, eta, show_x0],
