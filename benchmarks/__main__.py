@@ -70,10 +70,6 @@ def paired(numerator: list[float], denominator: list[float]) -> dict:
     return {"ratio": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios), "ratios": ratios}
 
 
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -262,20 +258,28 @@ def training_peak_rss(steps: int, batch: int) -> float:
 
 
 # ---------------------------------------------------------------------- quality
-# Independent sample sets per score: at a few hundred images digits-FD moves by several points with the seed alone.
-SAMPLE_SETS = 3
+# Every score pools as many generated images as the train split has digits, so the floor (the whole train split)
+# and each row share one n: digits-FD is biased upward at small n (about 19 at n = 360 for the floor, 10 at 1437),
+# and at a few hundred images it moves by several points with the seed alone.
+BOOTSTRAP = 200
 
 
 def generate_many(m, n: int, batch: int, seed: int = 1000, **kwargs) -> torch.Tensor:
-    """n samples in batches, batch i seeded with seed + i (sets whose seeds are 10,000 apart share no generator)."""
+    """n samples in batches, batch i seeded with seed + i."""
     out = []
     for i in range(0, n, batch):
         out.append(sample(m.unet, m.scheduler, min(batch, n - i), generator=torch.Generator().manual_seed(seed + i), **kwargs))
     return torch.cat(out)
 
 
+def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
+    """5th and 95th percentiles of the ratio of two independent bootstrap distributions."""
+    lo, hi = np.percentile(num / den, [5, 95])
+    return float(lo), float(hi)
+
+
 def bench_quality(
-    model_dir: str, model_t200: str | None, n: int, batch: int, steps_list: list[int], bpd_images: int, out_dir: Path
+    model_dir: str, model_t200: str | None, n: int | None, batch: int, steps_list: list[int], bpd_images: int, out_dir: Path
 ) -> dict:
     from benchmarks import quality as q
 
@@ -285,48 +289,48 @@ def bench_quality(
     res = m.unet.config.sample_size
     x_test, _ = q.through_model_path("test", res)
     x_train, _ = q.through_model_path("train", res)
+    n = min(n or len(x_train), len(x_train))
     f_test = q.features(net, x_test)
-    rng = np.random.default_rng(0)
-    subsets = [rng.choice(len(x_train), size=min(n, len(x_train)), replace=False) for _ in range(SAMPLE_SETS)]
-    floors = [q.frechet_distance(q.features(net, x_train[s]), f_test) for s in subsets]
-    floor_full = q.frechet_distance(q.features(net, x_train), f_test)
+    idx = torch.from_numpy(np.random.default_rng(0).permutation(len(x_train))[:n])  # all of them in a full run
+    f_floor = q.features(net, x_train[idx])
+    floor, floor_boot = q.frechet_distance(f_floor, f_test), q.bootstrap_fd(f_floor, f_test, BOOTSTRAP)
     x_train_8, f_test_8 = q.through_model_path("train", 8)[0], q.features(net, q.through_model_path("test", 8)[0])
-    raw_floor = float(np.mean([q.frechet_distance(q.features(net, x_train_8[s]), f_test_8) for s in subsets]))
+    raw_floor = q.frechet_distance(q.features(net, x_train_8[idx]), f_test_8)
     noise = torch.randn(n, 1, res, res, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
     ceiling = q.frechet_distance(q.features(net, q.to_metric(noise)), f_test)
-    floor, floor_sd = _mean_sd(floors)
-    print(f"  classifier accuracy {acc:.3f}; floor {floor:.2f} ± {floor_sd:.2f} (raw 8 px {raw_floor:.2f}); noise {ceiling:.1f}")
+    print(f"  classifier accuracy {acc:.3f}; floor {floor:.2f} ± {floor_boot.std():.2f} at n = {n}; noise {ceiling:.1f}")
+    boots = {}
 
-    def evaluate(model, **kwargs) -> tuple[dict, torch.Tensor]:
-        """digits-FD of SAMPLE_SETS independent sets of n samples (mean, sd and each), the classes of all of them,
-        and the seconds one set takes; with the first set, for pictures."""
-        fds, sets, seconds = [], [], []
-        for k in range(SAMPLE_SETS):
-            t, x = timed(lambda k=k: generate_many(model, n, batch, seed=1000 + 10_000 * k, **kwargs))
-            sets.append(x)
-            seconds.append(t)
-            fds.append(q.frechet_distance(q.features(net, q.to_metric(x)), f_test))
-        fd, fd_sd = _mean_sd(fds)
-        cls = q.classify(net, q.to_metric(torch.cat(sets)))
-        return {"fd": fd, "fd_sd": fd_sd, "fds": fds, "seconds": statistics.median(seconds), "cls": cls}, sets[0]
+    def evaluate(key: str, model, **kwargs) -> tuple[dict, torch.Tensor]:
+        """digits-FD of n generated images with its bootstrap sd, their classes, and the seconds they took."""
+        seconds, x = timed(lambda: generate_many(model, n, batch, **kwargs))
+        f = q.features(net, q.to_metric(x))
+        boots[key] = q.bootstrap_fd(f, f_test, BOOTSTRAP)
+        cls = q.classify(net, q.to_metric(x))
+        return {"fd": q.frechet_distance(f, f_test), "fd_sd": float(boots[key].std()), "seconds": seconds, "cls": cls}, x
 
     rows = {}
     T = m.scheduler.num_train_timesteps
-    rows["ddpm-full"], x = evaluate(m)
+    rows["ddpm-full"], x = evaluate("ddpm-full", m)
     rows["ddpm-full"]["steps"] = T
     print(f"  ancestral {T} steps: FD {rows['ddpm-full']['fd']:.2f} ± {rows['ddpm-full']['fd_sd']:.2f}")
     grid_path = out_dir / "samples_bundled.png"
     demo.grid(x[:64], nrow=8, scale=4).save(grid_path)
     for sampler in ("respaced", "ddim"):
         for steps in sorted({min(s, T) for s in steps_list}):
-            row, _ = evaluate(m, sampler=sampler, num_inference_steps=steps)
-            rows[f"{sampler}-{steps}"] = {"steps": steps, **row}
+            key = f"{sampler}-{steps}"
+            row, _ = evaluate(key, m, sampler=sampler, num_inference_steps=steps)
+            rows[key] = {"steps": steps, **row}
             print(f"  {sampler} {steps} steps: FD {row['fd']:.2f} ± {row['fd_sd']:.2f}")
     if model_t200:
         m200 = load_pipeline(model_t200)
-        row, _ = evaluate(m200)
+        row, _ = evaluate("t200-ddpm-full", m200)
         rows["t200-ddpm-full"] = {"steps": m200.scheduler.num_train_timesteps, **row}
         print(f"  T=200 model, ancestral: FD {row['fd']:.2f} ± {row['fd_sd']:.2f}")
+    full = rows["ddpm-full"]["fd"]
+    targets = {"full_x_floor": [full / floor, *ratio_interval(boots["ddpm-full"], floor_boot)]}
+    if "ddim-50" in rows:
+        targets["ddim50_x_full"] = [rows["ddim-50"]["fd"] / full, *ratio_interval(boots["ddim-50"], boots["ddpm-full"])]
 
     def bpd(model):
         x0 = x_test_model[:bpd_images]
@@ -353,10 +357,10 @@ def bench_quality(
     return {
         "classifier_accuracy": acc,
         "floor": floor,
-        "floor_sd": floor_sd,
-        "sets": SAMPLE_SETS,
-        "floor_full_train": floor_full,
+        "floor_sd": float(floor_boot.std()),
+        "bootstrap": BOOTSTRAP,
         "raw_floor_8px": raw_floor,
+        "targets": targets,
         "ceiling": ceiling,
         "n": n,
         "resolution": res,
@@ -384,7 +388,7 @@ def plots(results: dict, out_dir: Path) -> list[str]:
         full = qual["rows"]["ddpm-full"]
         ax.axhline(full["fd"], color="k", ls="--", label=f"ancestral, all {full['steps']} steps")
         ax.axhline(qual["floor"], color="g", ls=":", label="real-data floor")
-        ylabel = f"digits-FD, mean ± sd of {qual['sets']} sets"
+        ylabel = f"digits-FD of {qual['n']} images (± bootstrap sd)"
         ax.set(xscale="log", xlabel="sampling steps", ylabel=ylabel, title="Quality vs steps (lower is better)")
         ax.legend(fontsize=8)
         fig.savefig(out_dir / "fd_vs_steps.png", dpi=110)
@@ -466,19 +470,24 @@ def report(results: dict, made: list[str]) -> str:
     qual = results.get("quality")
     if qual:
         res = qual["resolution"]
-        path_text = "8 px, the digits' own size: no resize enters the score" if res == 8 else f"8 -> {res} -> 8 px"
+        raw = qual["raw_floor_8px"]
+        path_text = (
+            "8 px, the digits' own size: no resize enters the score"
+            if res == 8
+            else f"8 -> {res} -> 8 px; {raw:.2f} for the same digits at the raw 8 px"
+        )
         lines += [
             "## Quality of the bundled model (digits-FD, lower is better)",
             "",
-            f"Classifier test accuracy {qual['classifier_accuracy']:.3f}. Each score is the mean ± sd over {qual['sets']} "
-            f"independent sets of {qual['n']} images, each set against the 360 held-out digits: at this size FD moves by "
-            "several points with the seed alone, and it is biased upward at small n. Real-data floor (sets of "
-            f"train-split digits through the same path as generated images, {path_text}): "
-            f"**{qual['floor']:.2f} ± {qual['floor_sd']:.2f}** ({qual['floor_full_train']:.2f} with all 1437 train images "
-            f"at once; {qual['raw_floor_8px']:.2f} at the raw 8 px). Noise ceiling: {qual['ceiling']:.1f}. DDIM with "
-            "eta = 0 is deterministic given x_T, so its rows at different step counts start from the same noise.",
+            f"Classifier test accuracy {qual['classifier_accuracy']:.3f}. Each score is the digits-FD of **{qual['n']}** "
+            "generated images (as many as the train split has digits) against the 360 held-out digits; ± is the sd over "
+            f"{qual['bootstrap']} bootstrap resamples of the generated images. Real-data floor (the train-split digits "
+            f"through the same path as generated images, {path_text}): **{qual['floor']:.2f} ± {qual['floor_sd']:.2f}**. "
+            f"Noise ceiling: {qual['ceiling']:.1f}. FD is biased upward at small n (the floor is about 19 at n = 360), so "
+            "scores are comparable only at the same n. Every row starts from the same noise (same seeds); DDIM with "
+            "eta = 0 is deterministic given it.",
             "",
-            "| sampler | steps | digits-FD | x floor | confident (p > 0.9) | seconds per set | classes 0-9, all sets |",
+            f"| sampler | steps | digits-FD | x floor | confident (p > 0.9) | seconds for {qual['n']} images | classes 0-9 |",
             "|---|---|---|---|---|---|---|",
         ]
         for k, r in qual["rows"].items():
@@ -486,11 +495,15 @@ def report(results: dict, made: list[str]) -> str:
                 f"| {k} | {r['steps']} | {r['fd']:.2f} ± {r['fd_sd']:.2f} | {r['fd'] / qual['floor']:.2f} | "
                 f"{r['cls']['confident']:.2f} | {r['seconds']:.0f} | {' '.join(map(str, r['cls']['histogram']))} |"
             )
-        full, ddim50 = qual["rows"]["ddpm-full"]["fd"], qual["rows"].get("ddim-50", {}).get("fd")
-        x_floor = full / qual["floor"]
-        targets = f"Targets, on the means: full-T ancestral at most 2x the floor: {_met(x_floor <= 2)} ({x_floor:.2f}x)"
-        if ddim50 is not None:
-            targets += f"; DDIM-50 at most 1.25x full-T: {_met(ddim50 <= 1.25 * full)} ({ddim50 / full:.2f}x)"
+        tg = qual["targets"]
+        x_floor, lo, hi = tg["full_x_floor"]
+        targets = (
+            f"Targets (bootstrap 90% interval of each ratio in brackets): full-T ancestral at most 2x the floor: "
+            f"{_met(x_floor <= 2)} ({x_floor:.2f}x, {lo:.2f}-{hi:.2f})"
+        )
+        if "ddim50_x_full" in tg:
+            r50, lo, hi = tg["ddim50_x_full"]
+            targets += f"; DDIM-50 at most 1.25x full-T: {_met(r50 <= 1.25)} ({r50:.2f}x, {lo:.2f}-{hi:.2f})"
         lines += ["", targets + "."]
         lines += ["", "| model | bits/dim bound | L_T | sum L_(t-1) | L_0 |", "|---|---|---|---|---|"]
         for name, lk in qual["likelihood"].items():
@@ -532,7 +545,7 @@ def main() -> None:
         results["quality"] = bench_quality(
             a.model,
             a.model_t200,
-            n=32 if q else 360,
+            n=48 if q else None,  # None: as many as the train split has digits
             batch=120,
             steps_list=[10] if q else [10, 25, 50, 100],
             bpd_images=8 if q else 360,

@@ -98,6 +98,16 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean))
 
 
+def bootstrap_fd(a: np.ndarray, b: np.ndarray, resamples: int = 100, seed: int = 0) -> np.ndarray:
+    """FD of `a` against `b` with `a` resampled with replacement: its spread is the sampling sd of the score.
+
+    Only `a` (the generated side) is resampled: `b`, the held-out digits, is the same for every row of a report, so
+    its own noise moves all rows together and cancels in their ratios.
+    """
+    rng = np.random.default_rng(seed)
+    return np.array([frechet_distance(a[rng.integers(0, len(a), len(a))], b) for _ in range(resamples)])
+
+
 @torch.no_grad()
 def classify(net: DigitNet, x_metric: torch.Tensor) -> dict:
     """Accuracy-like summary of generated digits: share of confident predictions and the class histogram."""

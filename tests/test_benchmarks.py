@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.quality import frechet_distance, through_model_path, to_metric
+from benchmarks.quality import bootstrap_fd, frechet_distance, through_model_path, to_metric
 
 
 def test_frechet_distance_of_gaussians():
@@ -23,3 +23,15 @@ def test_metric_path():
     assert to_metric(x).shape == (5, 1, 8, 8)
     real, labels = through_model_path("test", 16)
     assert real.shape == (360, 1, 8, 8) and len(labels) == 360 and real.min() >= -1 and real.max() <= 1
+
+
+def test_bootstrap_fd_spread_is_the_sampling_noise():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(5000, 2))
+    shift = np.array([1.0, 0.0])
+    small, large = rng.normal(size=(200, 2)) + shift, rng.normal(size=(5000, 2)) + shift
+    b_small, b_large = bootstrap_fd(small, ref, 100, seed=0), bootstrap_fd(large, ref, 100, seed=0)
+    assert np.array_equal(b_small, bootstrap_fd(small, ref, 100, seed=0))  # seeded: the same resamples
+    assert b_large.mean() == pytest.approx(1.0, abs=0.1)
+    # the sd of FD(n samples) falls like 1/sqrt(n): 25x the samples, about a fifth of the spread
+    assert 3 < b_small.std() / b_large.std() < 8
