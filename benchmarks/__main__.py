@@ -3,7 +3,7 @@
 Writes benchmarks/RESULTS.md and its plots. Speed is reported as ratios of runs interleaved in this one process on
 this one machine (the median of per-pair ratios, with their range); no number here is asserted by the test suite.
 
-    python -m benchmarks                      # everything (about 35 minutes on 2 CPU cores)
+    python -m benchmarks                      # everything (about 45 minutes on 2 CPU cores)
     python -m benchmarks --skip-speed         # quality only
     python -m benchmarks --model-t200 DIR     # also score a model trained with the article's T = 200
 """
