@@ -273,7 +273,11 @@ def generate_many(m, n: int, batch: int, seed: int = 1000, **kwargs) -> torch.Te
 
 
 def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
-    """5th and 95th percentiles of the ratio of two independent bootstrap distributions."""
+    """5th and 95th percentiles of the ratio of two bootstrap distributions.
+
+    `bootstrap_fd` draws the same resamples (same seed) for every row, and rows share their noise seeds, so resample b
+    picks the same x_T for both sides of a ratio of two samplers.
+    """
     lo, hi = np.percentile(num / den, [5, 95])
     return float(lo), float(hi)
 
@@ -304,9 +308,10 @@ def bench_quality(
     def evaluate(key: str, model, **kwargs) -> tuple[dict, torch.Tensor]:
         """digits-FD of n generated images with its bootstrap sd, their classes, and the seconds they took."""
         seconds, x = timed(lambda: generate_many(model, n, batch, **kwargs))
-        f = q.features(net, q.to_metric(x))
+        xm = q.to_metric(x)
+        f = q.features(net, xm)
         boots[key] = q.bootstrap_fd(f, f_test, BOOTSTRAP)
-        cls = q.classify(net, q.to_metric(x))
+        cls = q.classify(net, xm)
         return {"fd": q.frechet_distance(f, f_test), "fd_sd": float(boots[key].std()), "seconds": seconds, "cls": cls}, x
 
     rows = {}
