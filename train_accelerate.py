@@ -17,12 +17,15 @@ import typing
 from ddpm.training import TrainConfig
 
 HELP = {
-    "dataset_name": "Hub dataset id (or 'digits', the offline default)",
-    "dataset_split": "split to train on (digits: train = 1437 images, test = 360 held out, all)",
+    "dataset_name": "Hub dataset id, 'digits' (the offline default) or 'fashion_mnist' (offline from Debian's "
+    "dataset-fashion-mnist or --data_dir, else the Hub's zalando-datasets/fashion_mnist)",
+    "dataset_split": "split to train on (digits: train = 1437 images, test = 360 held out, all; fashion_mnist: "
+    "train = 60000, test = 10000)",
+    "data_dir": "folder holding Fashion-MNIST's four IDX files (train-images-idx3-ubyte.gz, ...)",
     "train_data_dir": "local folder of images (imagefolder layout)",
     "image_column": "column holding the images (found automatically if omitted)",
     "channels": "1 = grayscale, 3 = RGB",
-    "model_preset": "tiny | small | base",
+    "model_preset": "nano | tiny | small | base",
     "model_config_name_or_path": "UNet config JSON or a saved model folder to fine-tune",
     "beta_schedule": "linear | scaled_linear | cosine",
     "prediction_type": "epsilon | sample | v_prediction",

@@ -1,16 +1,20 @@
-"""Training data: scikit-learn's digits (offline default), a local image folder, or a Hub dataset -> tensors in [-1, 1].
+"""Training data: scikit-learn's digits, Fashion-MNIST, a local image folder, or a Hub dataset -> tensors in [-1, 1].
 
-Every source becomes a `datasets.Dataset` with an image column, then one preprocessing path (resize, crop, mode,
-scale). Small data sets are decoded once into one in-memory tensor; large ones are decoded per batch through a
-`DataLoader`. Unreadable images are skipped and counted (a warning names how many); a data set with no readable
-image is an error.
+The two offline sets are arrays: scikit-learn's digits (bundled with scikit-learn) and Fashion-MNIST, read from its
+four original IDX files (Debian's `dataset-fashion-mnist` puts them under /usr/share/datasets/fashion-mnist, or
+any folder holding them), else from the Hub. Arrays at the model's size are scaled to [-1, 1] directly; everything
+else becomes a `datasets.Dataset` with an image column and goes through one preprocessing path (resize, crop, mode,
+scale). Small data sets are decoded once into one in-memory tensor; large ones are decoded per batch.
+Unreadable images are skipped and counted (a warning names how many); a data set with no readable image is an error.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import math
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +23,15 @@ import torch
 from PIL import Image, ImageOps
 
 DIGITS = "digits"
+FASHION_MNIST = "fashion_mnist"
+FASHION_MNIST_NAMES = (FASHION_MNIST, "fashion-mnist", "zalando-datasets/fashion_mnist")  # offline and Hub spellings
+FASHION_MNIST_HUB = "zalando-datasets/fashion_mnist"
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+FASHION_MNIST_FILES = {"train": "train", "test": "t10k"}
+DIGITS_CLASSES = tuple(str(d) for d in range(10))
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 IN_MEMORY_BYTES = 2 * 1024**3  # decode once into RAM below this size
 
@@ -50,19 +63,98 @@ def digits_arrays(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return np.round(digits.images[idx] * 255.0 / 16.0).astype(np.uint8), digits.target[idx]
 
 
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (the MNIST format, gzipped or not) as a uint8 array of the shape its header gives.
+
+    Header: two zero bytes, the data type (0x08 = unsigned byte), the number of dimensions, then each dimension as a
+    big-endian uint32; then the data. Anything else (wrong magic, a type other than bytes, a short file) is a
+    `DataError` naming the file.
+    """
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path.name}: cannot read it ({e}): download the file again") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"{path.name}: not an IDX file (its first bytes are not the IDX magic number 0x0000080N)")
+    if raw[2] != 0x08:
+        raise DataError(f"{path.name}: IDX data type 0x{raw[2]:02x}, expected 0x08 (unsigned bytes)")
+    ndim = raw[3]
+    if ndim < 1 or len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path.name}: IDX header is cut short or declares {ndim} dimensions")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected, got = math.prod(shape), len(raw) - 4 - 4 * ndim
+    if got != expected:
+        raise DataError(f"{path.name}: the header says {'x'.join(map(str, shape))} = {expected} bytes, the file holds {got}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape).copy()
+
+
+def find_idx_file(folder: Path, stem: str) -> Path | None:
+    """`stem` or `stem.gz` in `folder` (e.g. train-images-idx3-ubyte.gz), or None."""
+    for name in (f"{stem}.gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def fashion_mnist_arrays(split: str = "train", data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(images uint8 [N, 28, 28], labels [N]) of Fashion-MNIST's "train" (60,000) or "test" (10,000) split from
+    its IDX files in `data_dir` (default: Debian's /usr/share/datasets/fashion-mnist); None when the files are not
+    there (the caller then loads the Hub copy). A given `data_dir` without the files is an error."""
+    if split not in FASHION_MNIST_FILES:
+        raise DataError(f"Fashion-MNIST has the splits train and test, not {split!r}")
+    folder = Path(data_dir) if data_dir else FASHION_MNIST_DIR
+    prefix = FASHION_MNIST_FILES[split]
+    files = [find_idx_file(folder, f"{prefix}-{kind}-idx{n}-ubyte") for kind, n in (("images", 3), ("labels", 1))]
+    if None in files:
+        if data_dir:
+            raise DataError(
+                f"--data_dir {folder.name} does not hold {prefix}-images-idx3-ubyte(.gz) and {prefix}-labels-idx1-ubyte(.gz)"
+            )
+        return None
+    images, labels = (read_idx(f) for f in files)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{files[0].name} and {files[1].name} do not match: {images.shape} images, {labels.shape} labels")
+    return images, labels
+
+
+def arrays_dataset(images: np.ndarray, labels: np.ndarray):
+    """uint8 images [N, H, W] (grayscale) and their labels as a `datasets.Dataset` with "image" and "label"."""
+    from datasets import Dataset, Features, Value
+    from datasets import Image as ImageFeature
+
+    features = Features({"image": ImageFeature(), "label": Value("int64")})
+    pil = [Image.fromarray(a, mode="L") for a in images]
+    return Dataset.from_dict({"image": pil, "label": np.asarray(labels).tolist()}, features=features)
+
+
 def digits_dataset(split: str = "train"):
     """scikit-learn's bundled 8x8 handwritten digits (no download) as a `datasets.Dataset`.
 
     Pixel values 0..16 become 8-bit grayscale images 0..255 (bright strokes on black), with their labels.
     The "train" split (1437 images) is the default; "test" (360) is held out for evaluation.
     """
-    from datasets import Dataset, Features, Value
-    from datasets import Image as ImageFeature
+    return arrays_dataset(*digits_arrays(split))
 
-    images, labels = digits_arrays(split)
-    features = Features({"image": ImageFeature(), "label": Value("int64")})
-    pil = [Image.fromarray(a, mode="L") for a in images]
-    return Dataset.from_dict({"image": pil, "label": labels.tolist()}, features=features)
+
+@dataclass(frozen=True)
+class LabelledArrays:
+    """An offline data set: uint8 grayscale images [N, H, W], their labels [N], and the class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+
+def load_arrays(dataset_name: str | None, split: str = "train", data_dir: str | Path | None = None) -> LabelledArrays | None:
+    """digits (None or "digits") or Fashion-MNIST from local files; None for any other name, or when Fashion-MNIST's
+    files are not on this machine (the caller then loads it from the Hub)."""
+    if dataset_name in (None, DIGITS):
+        return LabelledArrays(*digits_arrays(split), DIGITS_CLASSES)
+    if dataset_name in FASHION_MNIST_NAMES:
+        found = fashion_mnist_arrays(split, data_dir)
+        return LabelledArrays(*found, FASHION_MNIST_CLASSES) if found else None
+    return None
 
 
 def load_image_dataset(
@@ -88,8 +180,9 @@ def load_image_dataset(
     elif dataset_name in (None, DIGITS):
         ds = digits_dataset(split)
     else:
+        hub_name = FASHION_MNIST_HUB if dataset_name in FASHION_MNIST_NAMES else dataset_name
         try:
-            ds = load_dataset(dataset_name, dataset_config_name, split=split, cache_dir=cache_dir)
+            ds = load_dataset(hub_name, dataset_config_name, split=split, cache_dir=cache_dir)
         except Exception as e:  # the datasets library's own error names the problem; keep it on one line
             raise DataError(f"could not load dataset {dataset_name!r}: {str(e).splitlines()[0]}") from e
     return ds, find_image_column(ds, image_column)
@@ -204,6 +297,20 @@ class ImageData:
         else:
             self.size = len(self.column)
 
+    @classmethod
+    def from_arrays(cls, arrays: LabelledArrays, preprocess: Preprocess) -> ImageData:
+        """All images in memory. At the model's size and channels they stay one uint8 tensor, scaled to [-1, 1]
+        batch by batch (the same numbers `Preprocess` gives); otherwise each goes through `preprocess` once."""
+        self = cls.__new__(cls)
+        self.preprocess, self.column, self.in_memory, self.skipped = preprocess, None, True, 0
+        r = preprocess.resolution
+        if arrays.images.shape[1:] == (r, r) and preprocess.channels == 1:
+            self.tensor = torch.from_numpy(np.ascontiguousarray(arrays.images)).unsqueeze(1)
+        else:
+            self.tensor = torch.stack([preprocess(Image.fromarray(a, mode="L")) for a in arrays.images])
+        self.size = len(self.tensor)
+        return self
+
     def _decode_all(self) -> tuple[torch.Tensor, int]:
         images, skipped = [], 0
         for value in self.column:
@@ -224,6 +331,8 @@ class ImageData:
         """The images at `indices`, mirrored left-right where `flip` is True; random crops (if any) drawn from `seed`."""
         if self.in_memory:
             x = self.tensor[indices]
+            if x.dtype == torch.uint8:
+                x = x.float() / 127.5 - 1.0
         else:
             rng = np.random.default_rng(seed)
             x = torch.stack([self._load(i, rng) for i in indices])
@@ -239,6 +348,30 @@ class ImageData:
             except (OSError, ValueError, SyntaxError):
                 self.skipped += 1
         raise DataError("no image in the data set could be read")
+
+
+def load_training_data(
+    preprocess: Preprocess,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_data_dir: str | None = None,
+    image_column: str | None = None,
+    split: str = "train",
+    cache_dir: str | None = None,
+    data_dir: str | None = None,
+) -> ImageData:
+    """The training data, ready for `batch()`: digits and Fashion-MNIST from local arrays when they are here (random
+    crops of a resized array still go through the streamed path), everything else through `load_image_dataset`."""
+    if data_dir and dataset_name not in FASHION_MNIST_NAMES:
+        raise DataError("--data_dir is the folder of Fashion-MNIST's IDX files: use it with --dataset_name fashion_mnist")
+    arrays = None if train_data_dir else load_arrays(dataset_name, split, data_dir)
+    if arrays is not None:
+        r = preprocess.resolution
+        if preprocess.center_crop or arrays.images.shape[1:] == (r, r):
+            return ImageData.from_arrays(arrays, preprocess)
+        return ImageData(arrays_dataset(arrays.images, arrays.labels), "image", preprocess)
+    ds, column = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, image_column, split, cache_dir)
+    return ImageData(ds, column, preprocess)
 
 
 def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> list[list[int]]:

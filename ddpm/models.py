@@ -9,6 +9,7 @@ from diffusers import UNet2DModel
 
 # Each preset: channels per resolution level, resnet blocks per level, and whether the lowest level has attention.
 PRESETS = {
+    "nano": {"block_out_channels": (16, 32, 64), "layers_per_block": 1},  # ~0.7 M, the 28 px Space model on 2 vCPU
     "tiny": {"block_out_channels": (32, 64, 64), "layers_per_block": 1},  # ~1.1 M params, CPU-friendly
     "small": {"block_out_channels": (64, 128, 128), "layers_per_block": 2},  # ~6 M
     "base": {"block_out_channels": (128, 256, 256, 256), "layers_per_block": 2},  # ~36 M, Ho et al.-like, GPU

@@ -41,12 +41,13 @@ class TrainConfig:
 
     output_dir: str = "ddpm-model"
     # data
-    dataset_name: str | None = None  # None or "digits": scikit-learn's digits, offline
+    dataset_name: str | None = None  # None or "digits": scikit-learn's digits, offline; "fashion_mnist"
     dataset_config_name: str | None = None
     dataset_split: str = "train"
     train_data_dir: str | None = None
     image_column: str | None = None
     cache_dir: str | None = None
+    data_dir: str | None = None  # Fashion-MNIST's IDX files (default: Debian's /usr/share/datasets/fashion-mnist)
     resolution: int = 16
     channels: int = 1
     center_crop: bool = True
@@ -165,10 +166,16 @@ def _step_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
 
 
 def _build_data(cfg: TrainConfig) -> data_lib.ImageData:
-    ds, column = data_lib.load_image_dataset(
-        cfg.dataset_name, cfg.dataset_config_name, cfg.train_data_dir, cfg.image_column, cfg.dataset_split, cfg.cache_dir
+    return data_lib.load_training_data(
+        data_lib.Preprocess(cfg.resolution, cfg.channels, cfg.center_crop),
+        cfg.dataset_name,
+        cfg.dataset_config_name,
+        cfg.train_data_dir,
+        cfg.image_column,
+        cfg.dataset_split,
+        cfg.cache_dir,
+        cfg.data_dir,
     )
-    return data_lib.ImageData(ds, column, data_lib.Preprocess(cfg.resolution, cfg.channels, cfg.center_crop))
 
 
 def _build_unet(cfg: TrainConfig):

@@ -1,16 +1,23 @@
+import gzip
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from ddpm.data import (
+    FASHION_MNIST_DIR,
     DataError,
     ImageData,
     Preprocess,
     digits_dataset,
     digits_split_indices,
     epoch_batches,
+    fashion_mnist_arrays,
+    load_arrays,
     load_image_dataset,
+    load_training_data,
+    read_idx,
     steps_per_epoch,
 )
 
@@ -118,3 +125,80 @@ def test_dataset_name_loads_a_dataset_repo_layout(tmp_path):
     assert ImageData(ds, column, Preprocess(8, 1)).tensor.shape == (360, 1, 8, 8)
     with pytest.raises(DataError, match="could not load dataset"):
         load_image_dataset(dataset_name=str(tmp_path / "nope"))
+
+
+# --------------------------------------------------------------------- Fashion-MNIST (IDX files)
+def write_idx(path, array: np.ndarray, *, magic: bytes | None = None, cut: int = 0):
+    """An IDX file as MNIST ships it (gzipped when the name ends in .gz); `magic` replaces the first 4 bytes."""
+    header = (magic or bytes([0, 0, 0x08, array.ndim])) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    raw = raw[: len(raw) - cut]
+    path.write_bytes(gzip.compress(raw) if str(path).endswith(".gz") else raw)
+    return path
+
+
+def small_fashion_dir(folder, n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    for prefix in ("train", "t10k"):
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return folder
+
+
+@pytest.mark.parametrize("name", ["x.gz", "x"])
+def test_idx_reader_reads_what_was_written(tmp_path, name):
+    a = np.random.default_rng(1).integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    assert np.array_equal(read_idx(write_idx(tmp_path / name, a)), a)
+    labels = np.array([9, 0, 3], dtype=np.uint8)
+    assert np.array_equal(read_idx(write_idx(tmp_path / name, labels)), labels)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cut": 10}, r"bad.gz: the header says 3x28x28 = 2352 bytes, the file holds 2342"),
+        ({"magic": b"\x89PNG"}, r"bad.gz: not an IDX file"),
+        ({"magic": bytes([0, 0, 0x0D, 3])}, r"bad.gz: IDX data type 0x0d, expected 0x08"),
+        ({"cut": 2360}, r"bad.gz: IDX header is cut short"),
+    ],
+)
+def test_idx_reader_names_the_file_and_what_is_wrong(tmp_path, kwargs, message):
+    write_idx(tmp_path / "bad.gz", np.zeros((3, 28, 28)), **kwargs)
+    with pytest.raises(DataError, match=message):
+        read_idx(tmp_path / "bad.gz")
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b\x08 truncated gzip")
+    with pytest.raises(DataError, match="bad.gz: cannot read it"):
+        read_idx(tmp_path / "bad.gz")
+
+
+def test_fashion_mnist_from_a_data_dir_stays_uint8_and_scales_like_preprocess(tmp_path):
+    folder = small_fashion_dir(tmp_path)
+    data = load_training_data(Preprocess(28, 1), "fashion_mnist", data_dir=str(folder))
+    assert data.tensor.dtype == torch.uint8 and data.tensor.shape == (12, 1, 28, 28)
+    images, labels = fashion_mnist_arrays("test", folder)
+    assert labels.tolist() == [i % 10 for i in range(12)]
+    by_pil = torch.stack([Preprocess(28, 1)(Image.fromarray(a)) for a in read_idx(folder / "train-images-idx3-ubyte.gz")[[4, 7]]])
+    assert torch.equal(data.batch([4, 7]), by_pil)  # the fast path gives the numbers of the general one
+    resized = load_training_data(Preprocess(16, 1), "zalando-datasets/fashion_mnist", data_dir=str(folder))
+    assert resized.tensor.shape == (12, 1, 16, 16) and resized.tensor.dtype == torch.float32
+
+
+def test_fashion_mnist_data_dir_errors(tmp_path):
+    with pytest.raises(DataError, match="does not hold train-images-idx3-ubyte"):
+        load_training_data(Preprocess(28, 1), "fashion_mnist", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="use it with --dataset_name fashion_mnist"):
+        load_training_data(Preprocess(28, 1), "digits", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="splits train and test"):
+        fashion_mnist_arrays("validation", small_fashion_dir(tmp_path))
+
+
+def test_debians_fashion_mnist_is_read_offline():
+    """The real files of Debian's dataset-fashion-mnist (installed by .ci/run): the original 60,000 / 10,000."""
+    assert FASHION_MNIST_DIR.is_dir(), "install Debian's dataset-fashion-mnist (bash .ci/run does)"
+    train, test = load_arrays("fashion_mnist", "train"), load_arrays("fashion_mnist", "test")
+    assert train.images.shape == (60000, 28, 28) and test.images.shape == (10000, 28, 28)
+    assert np.bincount(train.labels).tolist() == [6000] * 10 and np.bincount(test.labels).tolist() == [1000] * 10
+    assert train.classes[0] == "T-shirt/top" and train.classes[9] == "Ankle boot"
+    assert train.images.max() == 255 and train.images.min() == 0
+    data = load_training_data(Preprocess(28, 1), "fashion_mnist")
+    assert len(data) == 60000 and data.tensor.dtype == torch.uint8  # one tensor in memory, 47 MB

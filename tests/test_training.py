@@ -74,6 +74,23 @@ def test_two_cpu_processes_train_as_one_ddp_job(tmp_path):
     assert "2 process(es)" in r.stdout and r.stdout.count("saved the model") == 1
 
 
+def test_fashion_mnist_trains_offline_in_two_cpu_processes(tmp_path):
+    """The article's data set from Debian's files (no network), under the Hub id a user would type, on two ranks."""
+    out = tmp_path / "fashion"
+    cmd = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+           *train_cmd(out, "--max_train_steps", "2", "--dataset_name", "zalando-datasets/fashion_mnist", "--resolution", "28",
+                      "--model_preset", "nano")[1:]]  # fmt: skip
+    r = run(cmd, base_env(ACCELERATE_USE_CPU="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "60000 images (in memory)" in r.stdout and "2 process(es)" in r.stdout
+    d = digests(r.stdout + r.stderr)
+    assert sorted(d) == [0, 1] and d[0][1] == d[1][1]
+    pipe = load_pipeline(str(out))
+    assert pipe.unet.config.sample_size == 28 and pipe.unet.config.block_out_channels == [16, 32, 64]
+    assert "zalando-datasets/fashion_mnist" in (out / "README.md").read_text()
+
+
 def test_disconnected_processes_are_refused_with_the_recipe(tmp_path):
     """--multi_gpu on a machine without GPU and without the CPU flag starts two lone processes: refuse clearly."""
     cmd = [ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
