@@ -14,6 +14,7 @@ import gzip
 import io
 import math
 import warnings
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,35 @@ class LabelledArrays:
     images: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]
+
+
+HELD_OUT = "held_out.npz"  # a model folder's few test images, for the app's forward-process and likelihood views
+
+
+def held_out_examples(arrays: LabelledArrays, per_class: int = 10) -> LabelledArrays:
+    """The first `per_class` images of each class, class by class (a small, balanced, fixed sample)."""
+    idx = np.concatenate([np.flatnonzero(arrays.labels == c)[:per_class] for c in range(len(arrays.classes))])
+    return LabelledArrays(arrays.images[idx], arrays.labels[idx], arrays.classes)
+
+
+def save_held_out(path: str | Path, arrays: LabelledArrays) -> Path:
+    """Write images, labels and class names to an .npz (plain arrays: loaded with allow_pickle=False)."""
+    np.savez_compressed(path, images=arrays.images, labels=arrays.labels, classes=np.array(arrays.classes))
+    return Path(path)
+
+
+def load_held_out(path: str | Path) -> LabelledArrays:
+    """Read what `save_held_out` wrote; anything else is a `DataError`."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            images, labels, classes = f["images"], f["labels"], tuple(str(c) for c in f["classes"])
+    except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile) as e:
+        raise DataError(f"{Path(path).name} is not a held-out image file ({type(e).__name__})") from None
+    if images.dtype != np.uint8 or images.ndim != 3 or labels.shape != (len(images),) or not classes:
+        raise DataError(f"{Path(path).name} does not hold uint8 images [N, H, W] with one label each")
+    if labels.min(initial=0) < 0 or labels.max(initial=0) >= len(classes):
+        raise DataError(f"{Path(path).name} has labels outside its {len(classes)} classes")
+    return LabelledArrays(images, labels, classes)
 
 
 def load_arrays(dataset_name: str | None, split: str = "train", data_dir: str | Path | None = None) -> LabelledArrays | None:

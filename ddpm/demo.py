@@ -6,7 +6,9 @@ images, so it is tested directly. Bad input raises `ValueError` with a one-line 
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 import shutil
 import tempfile
 import threading
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import DataError, Preprocess, decode, digits_arrays
+from .data import DIGITS_CLASSES, HELD_OUT, DataError, LabelledArrays, Preprocess, decode, digits_arrays, load_held_out
 from .hub import LoadedModel, load_pipeline
 from .likelihood import bits_per_dim
 from .models import count_parameters
@@ -29,10 +31,12 @@ from .sampling import trajectory
 from .visualize import auto_scale, frame_indices, grid, save_gif, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_MODEL = str(ROOT / "pretrained" / "ddpm-digits")  # the default: T = 1000, as in Ho et al.
+BUNDLED_MODEL = str(ROOT / "pretrained" / "ddpm-fashion")  # the default: Fashion-MNIST 28 px, T = 1000
+DIGITS_MODEL = str(ROOT / "pretrained" / "ddpm-digits")  # scikit-learn's 8 px digits, T = 1000 as in Ho et al.
 ARTICLE_T200_MODEL = str(ROOT / "pretrained" / "ddpm-digits-t200")  # the same recipe with the article's T = 200
 BUNDLED_MODELS = {
-    BUNDLED_MODEL: "bundled digits model",
+    BUNDLED_MODEL: "bundled Fashion-MNIST model (trained on its 60,000 training images)",
+    DIGITS_MODEL: "bundled digits model (scikit-learn's 8x8 digits, 1437 training images)",
     ARTICLE_T200_MODEL: "bundled digits model with the article's T = 200",
 }
 MAX_IMAGES = 16
@@ -87,13 +91,20 @@ def describe(model: LoadedModel) -> str:
     """A short markdown card of the model for the UI."""
     cfg, sched = model.unet.config, model.scheduler
     d = sched.diagnostics()
-    name = BUNDLED_MODELS.get(model.source) or f"`{display_name(model.source)}`"
+    name = BUNDLED_MODELS.get(model.source) or f"`{display_name(model.source)}`" + trained_on(model)
     text = (
         f"**{name}**: UNet2DModel, {count_parameters(model.unet) / 1e6:.2f} M parameters, "
         f"{cfg.in_channels} channel(s) at {cfg.sample_size}x{cfg.sample_size} px; T = {sched.num_train_timesteps}, "
         f"{sched.config.beta_schedule} schedule, predicts {sched.config.prediction_type}."
     )
     return text + (f"\n\n⚠️ {d.warning}" if d.warning else "")
+
+
+def trained_on(model: LoadedModel) -> str:
+    """ ", trained on X" as its model card says (our cards write "trained on **X**"), or nothing."""
+    card = model.path / "README.md"
+    found = re.search(r"trained on \*\*([^*\n]{1,80})\*\*", card.read_text(errors="replace")) if card.is_file() else None
+    return f", trained on {found[1]}" if found else ""
 
 
 # ---------------------------------------------------------------------- generation
@@ -234,12 +245,40 @@ def model_input(model: LoadedModel, image: Image.Image) -> torch.Tensor:
     return Preprocess(size, cfg.in_channels)(image)[None]
 
 
-def held_out_digit(index: int) -> Image.Image:
-    """Image `index` of the held-out digits (the test split the bundled model never saw)."""
-    images, _ = digits_arrays("test")
-    if not 0 <= int(index) < len(images):
-        raise ValueError(f"pick a digit between 0 and {len(images) - 1}")
-    return Image.fromarray(images[int(index)], mode="L")
+@functools.lru_cache(maxsize=8)
+def _held_out_file(path: str) -> LabelledArrays:
+    return load_held_out(path)
+
+
+def held_out_set(model: LoadedModel) -> LabelledArrays:
+    """The model's own held-out test images (held_out.npz beside its weights), else the digits' test split."""
+    path = model.path / HELD_OUT
+    if path.is_file():
+        try:
+            return _held_out_file(str(path))
+        except DataError:
+            pass  # a broken file: the views still work on the digits
+    return LabelledArrays(*digits_arrays("test"), DIGITS_CLASSES)
+
+
+def held_out_image(model: LoadedModel, class_name: str, index: int) -> Image.Image:
+    """Example `index` of class `class_name` among the model's held-out test images."""
+    held = held_out_set(model)
+    if class_name not in held.classes:
+        raise ValueError(f"pick a class of this model's data: {', '.join(held.classes)}")
+    members = np.flatnonzero(held.labels == held.classes.index(class_name))
+    if not 0 <= int(index) < len(members):
+        raise ValueError(f"pick an example between 0 and {len(members) - 1} of {class_name}")
+    return Image.fromarray(held.images[members[int(index)]], mode="L")
+
+
+def held_out_order(labels: np.ndarray) -> np.ndarray:
+    """Indices that take the classes in turn (one of each class, then the second of each, ...)."""
+    rank = np.zeros(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rank[members] = np.arange(len(members))
+    return np.lexsort((labels, rank))
 
 
 def open_upload(path: str | None) -> Image.Image:
@@ -349,8 +388,10 @@ def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0,
 
 
 def held_out_batch(model: LoadedModel, count: int) -> torch.Tensor:
-    """The first `count` held-out digits as model input."""
+    """`count` of the model's held-out test images as model input, the classes in turn."""
     count = int(count)
     if not 1 <= count <= MAX_IMAGES:
         raise ValueError(f"the number of images must be between 1 and {MAX_IMAGES}")
-    return torch.cat([model_input(model, held_out_digit(i)) for i in range(count)])
+    held = held_out_set(model)
+    picks = held_out_order(held.labels)[:count]
+    return torch.cat([model_input(model, Image.fromarray(held.images[i], mode="L")) for i in picks])

@@ -4,6 +4,7 @@
     unet/config.json, unet/diffusion_pytorch_model.safetensors
     scheduler/scheduler_config.json      (read by ddpm.DDPMScheduler and diffusers.DDPMScheduler alike)
     README.md                            (model card), samples.png
+    held_out.npz                         (optional: a few test images with labels, for the app's views)
 
 Loading accepts safetensors only (no pickles, no remote code) and turns every failure into a `ModelLoadError`
 with a one-line message.
@@ -79,7 +80,7 @@ def resolve(name_or_path: str, revision: str | None = None, token: str | None = 
                 name_or_path,
                 revision=revision,
                 token=token,
-                allow_patterns=[*MODEL_FILES, "README.md", "samples.png", "unet/*.bin"],
+                allow_patterns=[*MODEL_FILES, "README.md", "samples.png", "held_out.npz", "unet/*.bin"],
             )
         )
     except HFValidationError:

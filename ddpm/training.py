@@ -205,9 +205,19 @@ def _sample_grid(model, scheduler: DDPMScheduler, cfg: TrainConfig, sampler: str
     return grid(x, scale=auto_scale(cfg.resolution, 64))
 
 
+def _write_held_out(cfg: TrainConfig, out: Path) -> None:
+    """The test split's first 10 images per class beside the model (digits, Fashion-MNIST), for the app's views."""
+    if cfg.train_data_dir or cfg.dataset_split != "train":
+        return
+    test = data_lib.load_arrays(cfg.dataset_name, "test", cfg.data_dir)
+    if test is not None:
+        data_lib.save_held_out(out / data_lib.HELD_OUT, data_lib.held_out_examples(test))
+
+
 def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, dataset_label: str, final: bool):
     model = _ema_weights(accelerator, unet, ema)
     save_pipeline(out, model, scheduler)
+    _write_held_out(cfg, out)
     sampler, steps = ("ddpm", None) if final else (cfg.eval_sampler, cfg.eval_steps)
     if cfg.eval_batch_size > 0:
         _sample_grid(model, scheduler, cfg, sampler, steps).save(out / "samples.png")

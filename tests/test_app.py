@@ -101,12 +101,25 @@ def test_bad_inputs_get_one_line_errors_and_the_app_keeps_serving(server, tmp_pa
         client.predict(0, 2, "euler", 10, 0.0, False, api_name="/generate")
     (tmp_path / "notes.png").write_text("not an image, whatever its name says")
     with pytest.raises(Exception, match="notes.png is not an image this app can read: upload a PNG") as e:
-        client.predict("uploaded image", 0, handle_file(str(tmp_path / "notes.png")), 10, 0, api_name="/forward")
+        client.predict("uploaded image", "Dress", 0, handle_file(str(tmp_path / "notes.png")), 10, 0, api_name="/forward")
     assert "Traceback" not in str(e.value)
+    with pytest.raises(Exception, match="pick a class of this model's data: T-shirt/top, Trouser"):
+        client.predict("held-out test image", "Cat", 0, None, 10, 0, api_name="/forward")
     result = client.predict(1, 2, DDIM, 5, 0.0, False, api_name="/generate")
     assert result[1].startswith("done: 5 steps")
     schedule = client.predict(api_name="/schedule")
     assert "T = " in schedule[1]
+
+
+def test_the_space_opens_on_fashion_mnist_with_its_held_out_test_images(server):
+    client = Client(server["url"], verbose=False)
+    picture, text, strip = client.predict("held-out test image", "Ankle boot", 3, None, 0, 0, api_name="/forward")
+    assert "**t = 0** of T = 1000" in text and len(strip) == 9
+    boots = demo.held_out_set(load_pipeline(demo.BUNDLED_MODEL))
+    boot = boots.images[np.flatnonzero(boots.labels == 9)[3]]
+    shown = np.asarray(Image.open(picture).convert("L"))
+    scale = demo.auto_scale(28, 192)
+    assert np.array_equal(shown[: 28 * scale : scale, : 28 * scale : scale], boot)  # x_0 is that held-out boot
 
 
 def test_eight_clients_at_once_all_complete_correctly(server, bundled):

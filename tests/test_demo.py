@@ -1,5 +1,6 @@
 """The Space's logic (ddpm.demo) without a server."""
 
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from helpers import tiny_unet
 from PIL import Image
 
 from ddpm import DDPMScheduler, demo
+from ddpm.data import LabelledArrays, save_held_out
 from ddpm.hub import ModelLoadError, load_pipeline, save_pipeline
 
 
@@ -104,7 +106,7 @@ def test_load_errors_for_pickles_and_corrupt_weights(model_dir, tmp_path):
 
 
 def test_forward_view_shows_the_closed_form(model):
-    x0 = demo.model_input(model, demo.held_out_digit(3))
+    x0 = demo.model_input(model, demo.held_out_image(model, "3", 0))
     assert x0.shape == (1, 1, 8, 8)
     picture, text = demo.forward_view(model, x0, 15, seed=2)
     abar = float(model.scheduler.alphas_cumprod[14])
@@ -118,7 +120,7 @@ def test_forward_view_shows_the_closed_form(model):
         demo.forward_view(model, x0, 31)
 
 
-def test_uploads_and_held_out_digits(tmp_path):
+def test_uploads_and_held_out_images(model, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="notes.txt is not an image this app can read"):
         demo.open_upload(str(tmp_path / "notes.txt"))
@@ -126,8 +128,31 @@ def test_uploads_and_held_out_digits(tmp_path):
         demo.open_upload(None)
     Image.new("RGBA", (40, 20), (255, 0, 0, 128)).save(tmp_path / "red.png")
     assert demo.open_upload(str(tmp_path / "red.png")).size == (40, 20)
-    with pytest.raises(ValueError, match="between 0 and 359"):
-        demo.held_out_digit(360)
+    # a model without held_out.npz gets the digits' test split, by class
+    assert demo.held_out_set(model).classes == tuple("0123456789")
+    with pytest.raises(ValueError, match="between 0 and 35 of 7"):
+        demo.held_out_image(model, "7", 36)
+    with pytest.raises(ValueError, match="pick a class of this model's data: 0, 1, 2"):
+        demo.held_out_image(model, "Dress", 0)
+
+
+def test_a_model_folder_brings_its_own_held_out_images(model_dir, tmp_path):
+    """held_out.npz beside the weights: the classes in the picker and the first images of the likelihood view."""
+    folder = tmp_path / "with-held-out"
+    shutil.copytree(model_dir, folder)
+    rng = np.random.default_rng(0)
+    labels = np.array([2, 0, 1, 0, 2, 1, 0])
+    images = rng.integers(0, 256, (7, 8, 8)).astype(np.uint8)
+    save_held_out(folder / "held_out.npz", LabelledArrays(images, labels, ("Coat", "Bag", "Shirt")))
+    m = load_pipeline(str(folder))
+    assert demo.held_out_set(m).classes == ("Coat", "Bag", "Shirt")
+    assert np.array_equal(np.asarray(demo.held_out_image(m, "Coat", 2)), images[6])
+    assert demo.held_out_order(labels).tolist() == [1, 2, 0, 3, 5, 4, 6]  # Coat, Bag, Shirt, Coat, Bag, Shirt, Coat
+    batch = demo.held_out_batch(m, 3)
+    assert torch.equal(batch[0], demo.model_input(m, Image.fromarray(images[1]))[0])
+    (folder / "held_out.npz").write_bytes(b"PK\x03\x04 not really")
+    demo._held_out_file.cache_clear()
+    assert demo.held_out_set(load_pipeline(str(folder))).classes == tuple("0123456789")  # broken: the digits
 
 
 def test_schedule_and_likelihood_views(model):
@@ -148,10 +173,16 @@ def test_workdirs_are_bounded(tmp_path):
 
 def test_bundled_models_are_named_by_what_they_are(model_dir):
     registry = demo.ModelRegistry()
-    default = demo.describe(registry.load("pretrained/ddpm-digits"))  # as a visitor types it, relative to the project
-    assert default.startswith("**bundled digits model**") and "T = 1000" in default and "⚠️" not in default
+    default = demo.describe(registry.load("pretrained/ddpm-fashion"))  # as a visitor types it, relative to the project
+    assert default.startswith("**bundled Fashion-MNIST model (trained on its 60,000 training images)**")
+    assert "1 channel(s) at 28x28 px; T = 1000" in default and "⚠️" not in default
+    digits = demo.describe(registry.load("pretrained/ddpm-digits"))
+    assert digits.startswith("**bundled digits model (scikit-learn's 8x8 digits") and "8x8 px; T = 1000" in digits
     article = demo.describe(registry.load(demo.display_name(demo.ARTICLE_T200_MODEL)))
     assert article.startswith("**bundled digits model with the article's T = 200**") and "T = 200," in article
     assert "⚠️ x_T is not close to N(0, I): sqrt(abar_T) = 0.364" in article
     other = demo.describe(registry.load(str(model_dir)))
-    assert other.startswith(f"**`{model_dir}`**")  # any other folder by its path
+    assert other.startswith(f"**`{model_dir}`**: UNet2DModel")  # any other folder by its path (no card: no data named)
+    (model_dir / "README.md").write_text("A DDPM trained on **my cats** at 8x8.")
+    assert demo.describe(demo.ModelRegistry().load(str(model_dir))).startswith(f"**`{model_dir}`, trained on my cats**")
+    (model_dir / "README.md").unlink()
