@@ -66,10 +66,10 @@ class Handlers:
             gr.Dropdown(choices=list(classes), value=classes[0]),
         )
 
-    def generate(self, model_name, seed, num_images, sampler, num_steps, eta, show_x0):
+    def generate(self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision):
         model = self.current(model_name)
         try:
-            settings = demo.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0)
+            settings = demo.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision)
             for update in demo.generate(model, settings, self.dirs.new()):
                 yield (update.preview, update.status, update.gif, update.gallery or None, update.download)
         except ValueError as e:
@@ -125,6 +125,7 @@ def generate_tab(T: int):
                     gr.Slider(1, T, value=min(T, 50), step=1, label="Steps (respaced DDPM and DDIM)"),
                     gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM eta (0 = deterministic, 1 = DDPM-like)"),
                     gr.Checkbox(label="Show the predicted x_0 beside x_t", value=False),
+                    gr.Radio(list(demo.PRECISION_LABELS), value=demo.default_precision(), label="Network precision"),
                 ]
                 button = gr.Button("Generate", variant="primary")
             with gr.Column(scale=2):

@@ -27,7 +27,7 @@ from .data import DIGITS_CLASSES, HELD_OUT, DataError, LabelledArrays, Preproces
 from .hub import LoadedModel, load_pipeline
 from .likelihood import bits_per_dim
 from .models import count_parameters
-from .sampling import trajectory
+from .sampling import bf16_is_native, frame_times, trajectory, walk
 from .visualize import auto_scale, frame_indices, grid, save_gif, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +108,18 @@ def trained_on(model: LoadedModel) -> str:
 
 
 # ---------------------------------------------------------------------- generation
+PRECISION_LABELS = {
+    "fp32: the same images as diffusers": "fp32",
+    "bf16: faster on CPUs with bfloat16": "bf16",
+}
+
+
+def default_precision() -> str:
+    """The Generate tab's default: bf16 where this CPU computes it natively (it pays there), else fp32."""
+    label = {v: k for k, v in PRECISION_LABELS.items()}
+    return label["bf16" if bf16_is_native() else "fp32"]
+
+
 @dataclass(frozen=True)
 class Settings:
     seed: int
@@ -116,17 +128,21 @@ class Settings:
     num_steps: int
     eta: float
     show_x0: bool
+    precision: str = "fp32"
 
 
-def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta, show_x0) -> Settings:
+def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta, show_x0, precision="fp32") -> Settings:
     """Validate what a visitor (or an API caller) asked for; ValueError says what to change."""
     T = model.scheduler.num_train_timesteps
     sampler = SAMPLER_LABELS.get(sampler, sampler)
     if sampler not in SAMPLER_LABELS.values():
         raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLER_LABELS)}")
+    precision = PRECISION_LABELS.get(precision, precision)
+    if precision not in PRECISION_LABELS.values():
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISION_LABELS)}")
     try:
         seed, num_images, num_steps, eta = int(seed), int(num_images), int(num_steps), float(eta)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError("seed, number of images and steps must be whole numbers, eta a number") from None
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"the seed must be between 0 and {MAX_SEED}")
@@ -138,7 +154,36 @@ def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta
         raise ValueError(f"the number of steps must be between 1 and {T} (this model's T), got {num_steps}")
     if not 0.0 <= eta <= 1.0 or math.isnan(eta):
         raise ValueError(f"eta must be between 0 and 1, got {eta}")
-    return Settings(seed, num_images, sampler, num_steps, eta, bool(show_x0))
+    return Settings(seed, num_images, sampler, num_steps, eta, bool(show_x0), precision)
+
+
+def log_snr(scheduler, t: int) -> float:
+    """log SNR(t) = log(abar_t / (1 - abar_t)) at the article's time t >= 1."""
+    abar = float(scheduler.alphas_cumprod[int(t) - 1])
+    return math.log(abar / (1.0 - abar))
+
+
+def log_snr_frames(scheduler, times: list[int], count: int) -> list[int]:
+    """Indices of about `count` of the frames at article times `times` (start ... 0), evenly spaced in log-SNR.
+
+    Evenly spaced in t, a linear schedule spends most frames where x_t is still noise (SNR < 1 until t ~ 260 of
+    1000): the picture only forms in the last quarter. log SNR is the quantity the image's visibility follows
+    (signal and noise in decibels), so equal steps in it show equal steps of the picture forming. x_T (the first
+    frame) and x_0 (the last) are always kept.
+    """
+    n = len(times)
+    if count >= n:
+        return list(range(n))
+    noisy = [i for i, t in enumerate(times) if t > 0]
+    levels = np.array([log_snr(scheduler, times[i]) for i in noisy])  # increasing along the walk
+    targets = np.linspace(levels[0], levels[-1], count - 1)
+    nearest = np.abs(levels[None, :] - targets[:, None]).argmin(axis=1)
+    return sorted({noisy[int(k)] for k in nearest} | {0, n - 1})
+
+
+def frame_caption(scheduler, t: int) -> str:
+    """ "t = 250 · SNR 1.02": the frame's time and its signal-to-noise ratio abar_t / (1 - abar_t)."""
+    return f"t = {t} · SNR {math.exp(log_snr(scheduler, t)):.3g}" if t > 0 else "t = 0 (x_0)"
 
 
 @dataclass
@@ -176,11 +221,20 @@ class WorkDirs:
             return path
 
 
-def generate(model: LoadedModel, settings: Settings, workdir: str | Path, min_interval: float = 0.2) -> Iterator[Update]:
-    """Run the sampler and stream: x_T at once, then a preview every `min_interval` seconds, then the results.
+def generate(
+    model: LoadedModel,
+    settings: Settings,
+    workdir: str | Path,
+    min_interval: float = 0.5,
+    start: tuple[torch.Tensor, int] | None = None,
+    lead: list[Image.Image] | None = None,
+) -> Iterator[Update]:
+    """Run the sampler and stream: the first frame at once, then a preview every `min_interval` seconds, then
+    the results.
 
     The last update carries the GIF of the trajectory (x_T -> x_0; with x_0 predictions beside it when asked),
-    a gallery of PNG frames captioned "t = T" ... "t = 0", and a zip of all of them.
+    a gallery of PNG frames chosen evenly in log-SNR and captioned with t and SNR, and a zip of all of them.
+    `start = (x_t, t)` begins at time t from a given x_t; `lead` pictures stand left of the final image.
     """
     workdir = Path(workdir)
     frames_dir = workdir / "frames"
@@ -189,8 +243,13 @@ def generate(model: LoadedModel, settings: Settings, workdir: str | Path, min_in
     size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else max(unet.config.sample_size)
     scale = auto_scale(size, 64)
     nrow = math.ceil(math.sqrt(settings.num_images))
-    n = scheduler.num_train_timesteps if settings.sampler == "ddpm" else settings.num_steps
-    keep_gif, keep_gallery = set(frame_indices(n + 1, GIF_FRAMES)), set(frame_indices(n + 1, GALLERY_FRAMES))
+    steps = settings.num_steps if settings.sampler != "ddpm" else None
+    times = frame_times(walk(scheduler.num_train_timesteps, settings.sampler, steps, None if start is None else start[1]))
+    n = len(times) - 1
+    keep_gif, keep_gallery = (
+        set(log_snr_frames(scheduler, times, GIF_FRAMES)),
+        set(log_snr_frames(scheduler, times, GALLERY_FRAMES)),
+    )
 
     def render(frame) -> Image.Image:
         picture = grid(frame.sample, nrow=nrow, scale=scale)
@@ -201,11 +260,12 @@ def generate(model: LoadedModel, settings: Settings, workdir: str | Path, min_in
 
     gif_frames: list[Image.Image] = []
     gallery: list[tuple[Image.Image, int]] = []
-    start = last = time.perf_counter()
+    start_time = last = time.perf_counter()
     generator = torch.Generator().manual_seed(settings.seed)
     picture = None
-    for frame in trajectory(unet, scheduler, settings.num_images, sampler=settings.sampler,
-                            num_inference_steps=n, eta=settings.eta, generator=generator):  # fmt: skip
+    frames = trajectory(unet, scheduler, settings.num_images, sampler=settings.sampler, num_inference_steps=steps,
+                        eta=settings.eta, generator=generator, precision=settings.precision, start=start)  # fmt: skip
+    for frame in frames:
         now = time.perf_counter()
         due = frame.step == 0 or now - last >= min_interval
         if not (due or frame.step in keep_gif or frame.step in keep_gallery or frame.step == n):
@@ -217,23 +277,23 @@ def generate(model: LoadedModel, settings: Settings, workdir: str | Path, min_in
             gallery.append((picture, frame.t))
         if due and frame.step < n:
             last = now
-            yield Update(picture, f"step {frame.step} of {n} · t = {frame.t}", frame.step, n)
+            yield Update(picture, f"step {frame.step} of {n} · {frame_caption(scheduler, frame.t)}", frame.step, n)
 
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start_time
     gif = save_gif(gif_frames, workdir / "trajectory.gif")
     captions = []
     for image, t in gallery:
         path = frames_dir / f"t={t:04d}.png"
         image.save(path)
-        captions.append((str(path), f"t = {t}"))
+        captions.append((str(path), frame_caption(scheduler, t)))
     zip_path = workdir / "ddpm-trajectory.zip"
     with zipfile.ZipFile(zip_path, "w") as z:
         z.write(gif, gif.name)
         for path, _ in captions:
             z.write(path, f"frames/{Path(path).name}")
-    final = workdir / "x0.png"
-    picture.save(final)
-    status = f"done: {n} steps for {settings.num_images} image(s) in {elapsed:.1f} s (seed {settings.seed})"
+    for picture_before in reversed(lead or []):
+        picture = side_by_side(picture_before, picture)
+    status = f"done: {n} steps for {settings.num_images} image(s) in {elapsed:.1f} s (seed {settings.seed}, {settings.precision})"
     yield Update(picture, status, n, n, gif=str(gif), gallery=captions, download=str(zip_path))
 
 

@@ -8,14 +8,21 @@ to the end and returns x_0. Three samplers over the same trained network:
   (Nichol & Dhariwal 2021, "timestep respacing"); N = T is exactly "ddpm".
 - "ddim": DDIM (Song et al. 2021) over N timesteps; eta = 0 deterministic, eta = 1 the respaced DDPM.
 
+`precision="bf16"` runs the network under CPU/CUDA autocast to bfloat16 (the scheduler's arithmetic stays in the
+sample's dtype): about 1.2-1.5x faster on CPUs with native bfloat16 (AVX512_BF16, AMX), slightly different images.
+"fp32" (the default) is the mode whose images equal diffusers'.
+
 Random numbers are drawn in diffusers' order (the initial noise, then one draw per step with t > 0), so "ddpm"
 with a seeded CPU `torch.Generator` gives diffusers' `DDPMPipeline` images for that seed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +31,26 @@ import torch
 from .scheduler import DDPMScheduler, randn
 
 SAMPLERS = ("ddpm", "respaced", "ddim")
+PRECISIONS = ("fp32", "bf16")
+
+
+@functools.cache
+def bf16_is_native() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX): only then does bf16 sampling pay on CPU."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def network_precision(precision: str, device: torch.device):
+    """The context the network runs in: autocast to bfloat16 for "bf16", nothing for "fp32"."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @dataclass
@@ -56,6 +83,28 @@ def sampling_timesteps(num_train_timesteps: int, num_steps: int) -> list[int]:
     return ts[::-1].tolist()
 
 
+def walk(num_train_timesteps: int, sampler: str, num_inference_steps: int | None = None, start: int | None = None) -> list[int]:
+    """The 0-based timesteps a sampler visits, descending, from article time `start` (default T) down to 0.
+
+    "ddpm" walks every one of them; "respaced" and "ddim" walk `num_inference_steps` (default 50, at most `start`)
+    evenly spaced ones, always beginning with the noisiest, start - 1.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
+    T = num_train_timesteps
+    start = T if start is None else int(start)
+    if not 1 <= start <= T:
+        raise ValueError(f"the reverse process starts at a t between 1 and {T}, got {start}")
+    if sampler == "ddpm":
+        return list(range(start - 1, -1, -1))
+    return sampling_timesteps(start, min(num_inference_steps or 50, start))
+
+
+def frame_times(timesteps: list[int]) -> list[int]:
+    """The article's time of each frame `trajectory` yields over `timesteps`: start, ..., 0 (x_0)."""
+    return [timesteps[0] + 1, *(t + 1 for t in timesteps[1:]), 0]
+
+
 def _model_config(model):
     return getattr(model, "config", None)
 
@@ -80,18 +129,17 @@ def trajectory(
     generator: torch.Generator | None = None,
     shape: tuple[int, ...] | None = None,
     device: torch.device | str | None = None,
+    precision: str = "fp32",
+    start: tuple[torch.Tensor, int] | None = None,
 ) -> Iterator[Frame]:
     """Yield x_T, then every x_t the sampler visits, down to x_0 (num_steps + 1 frames).
 
-    `num_inference_steps` defaults to T for "ddpm" (which ignores any other value) and to 50 otherwise.
+    `num_inference_steps` defaults to T for "ddpm" (which ignores any other value) and to 50 otherwise;
+    `precision` is "fp32" (diffusers' images) or "bf16" (the network under autocast). `start = (x_t, t)` begins
+    the reverse process at the article's time t from a given x_t (e.g. a noised image) instead of x_T ~ N(0, I).
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
     T = scheduler.num_train_timesteps
-    if sampler == "ddpm":
-        timesteps = list(range(T - 1, -1, -1))
-    else:
-        timesteps = sampling_timesteps(T, num_inference_steps or min(50, T))
+    timesteps = walk(T, sampler, num_inference_steps, None if start is None else start[1])
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be between 0 and 1, got {eta}")
 
@@ -99,15 +147,17 @@ def trajectory(
     device = torch.device(device) if device is not None else (params.device if params is not None else torch.device("cpu"))
     dtype = params.dtype if params is not None else torch.float32
     shape = shape or sample_shape(model, batch_size)
+    autocast = network_precision(precision, device)
 
-    x = randn(shape, generator, device, dtype)
+    x = randn(shape, generator, device, dtype) if start is None else start[0].to(device, dtype)
     n = len(timesteps)
-    yield Frame(step=0, num_steps=n, t=T, sample=x, pred_original_sample=None)
+    yield Frame(step=0, num_steps=n, t=timesteps[0] + 1, sample=x, pred_original_sample=None)
     for i, t in enumerate(timesteps):
         prev_t = timesteps[i + 1] if i + 1 < n else -1
         t_in = torch.tensor(t, device=device)
-        out = model(x, t_in)
-        model_output = out.sample if hasattr(out, "sample") else out
+        with autocast:
+            out = model(x, t_in)
+        model_output = (out.sample if hasattr(out, "sample") else out).to(x.dtype)
         if sampler == "ddim":
             step = scheduler.ddim_step(model_output, t, x, prev_t, eta=eta, generator=generator)
         else:

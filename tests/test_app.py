@@ -22,6 +22,7 @@ from ddpm.sampling import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 DDIM = "DDIM (fewer steps, eta)"
+FP32 = "fp32: the same images as diffusers"
 
 
 def free_port():
@@ -71,16 +72,20 @@ def expected_grid(model, seed, n, steps):
 
 def test_generate_through_the_api(server, bundled):
     client = Client(server["url"], verbose=False)
-    job = client.submit(7, 4, DDIM, 25, 0.0, False, api_name="/generate")
+    job = client.submit(7, 4, DDIM, 25, 0.0, False, FP32, api_name="/generate")
     preview, status, gif, gallery, download = job.result(timeout=300)
     assert status.startswith("done: 25 steps for 4 image(s)")
     assert len(job.outputs()) >= 2  # x_T streamed before the end
     assert Image.open(gif).format == "GIF" and Image.open(gif).n_frames == 26
-    assert [g["caption"] for g in gallery][0] == f"t = {bundled.scheduler.num_train_timesteps}"
-    assert gallery[-1]["caption"] == "t = 0" and all(g["image"].endswith(".png") for g in gallery)
+    assert [g["caption"] for g in gallery][0].startswith(f"t = {bundled.scheduler.num_train_timesteps} · SNR ")
+    assert gallery[-1]["caption"] == "t = 0 (x_0)" and all(g["image"].endswith(".png") for g in gallery)
     assert download.endswith(".zip")
     got = np.asarray(Image.open(preview))
     assert np.abs(got.astype(int) - expected_grid(bundled, 7, 4, 25).astype(int)).max() <= 1
+    preview, status, *_ = client.predict(7, 4, DDIM, 25, 0.0, False, "bf16: faster on CPUs with bfloat16", api_name="/generate")
+    assert status.startswith("done: 25 steps") and status.endswith("(seed 7, bf16)")
+    fast = np.asarray(Image.open(preview)).astype(int)
+    assert 0 < np.abs(fast - got).mean() < 12  # the same picture to the eye (mean grey-level difference), not the same bits
 
 
 def test_bad_inputs_get_one_line_errors_and_the_app_keeps_serving(server, tmp_path):
@@ -94,18 +99,18 @@ def test_bad_inputs_get_one_line_errors_and_the_app_keeps_serving(server, tmp_pa
         assert "Traceback" not in str(e.value)
     # out-of-range numbers are stopped by the sliders' bounds (Gradio), with one line each
     with pytest.raises(Exception, match="Value 40 is greater than maximum value 16"):
-        client.predict(0, 40, DDIM, 10, 0.0, False, api_name="/generate")
+        client.predict(0, 40, DDIM, 10, 0.0, False, FP32, api_name="/generate")
     with pytest.raises(Exception, match="Value 100000 is greater than maximum value"):
-        client.predict(0, 2, DDIM, 100000, 0.0, False, api_name="/generate")
+        client.predict(0, 2, DDIM, 100000, 0.0, False, FP32, api_name="/generate")
     with pytest.raises(Exception, match="Value: 'euler' .* is not in the list of choices"):
-        client.predict(0, 2, "euler", 10, 0.0, False, api_name="/generate")
+        client.predict(0, 2, "euler", 10, 0.0, False, FP32, api_name="/generate")
     (tmp_path / "notes.png").write_text("not an image, whatever its name says")
     with pytest.raises(Exception, match="notes.png is not an image this app can read: upload a PNG") as e:
         client.predict("uploaded image", "Dress", 0, handle_file(str(tmp_path / "notes.png")), 10, 0, api_name="/forward")
     assert "Traceback" not in str(e.value)
     with pytest.raises(Exception, match="pick a class of this model's data: T-shirt/top, Trouser"):
         client.predict("held-out test image", "Cat", 0, None, 10, 0, api_name="/forward")
-    result = client.predict(1, 2, DDIM, 5, 0.0, False, api_name="/generate")
+    result = client.predict(1, 2, DDIM, 5, 0.0, False, FP32, api_name="/generate")
     assert result[1].startswith("done: 5 steps")
     schedule = client.predict(api_name="/schedule")
     assert "T = " in schedule[1]
@@ -125,12 +130,12 @@ def test_the_space_opens_on_fashion_mnist_with_its_held_out_test_images(server):
 def test_eight_clients_at_once_all_complete_correctly(server, bundled):
     proc = psutil.Process(server["proc"].pid)
     client = Client(server["url"], verbose=False)
-    client.predict(0, 16, DDIM, 10, 0.0, True, api_name="/generate")  # warm up
+    client.predict(0, 16, DDIM, 10, 0.0, True, FP32, api_name="/generate")  # warm up
     rss_before = proc.memory_info().rss
 
     def one(seed):
         c = Client(server["url"], verbose=False)
-        return seed, c.submit(seed, 4, DDIM, 20, 0.0, False, api_name="/generate").result(timeout=300)
+        return seed, c.submit(seed, 4, DDIM, 20, 0.0, False, FP32, api_name="/generate").result(timeout=300)
 
     start = time.time()
     with ThreadPoolExecutor(8) as pool:
@@ -159,7 +164,7 @@ def test_browser_click_generate(server, tmp_path):
         page.get_by_role("button", name="Generate", exact=True).click(timeout=60_000)
         page.get_by_text("done:", exact=False).wait_for(timeout=240_000)
         page.locator("img[src*='trajectory.gif']").first.wait_for(timeout=60_000)
-        page.get_by_text("t = 0", exact=True).first.wait_for(timeout=60_000)
+        page.get_by_text("t = 0 (x_0)", exact=True).first.wait_for(timeout=60_000)
         assert page.locator("img[src*='0000.png']").count() >= 1
         page.screenshot(path=str(shot), full_page=True)
         # one click on a bundled example loads the article's T = 200 model, with its schedule warning

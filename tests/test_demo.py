@@ -38,12 +38,31 @@ def test_generate_streams_then_delivers_gif_gallery_and_zip(model, tmp_path):
     last = updates[-1]
     gif = Image.open(last.gif)
     assert gif.format == "GIF" and gif.n_frames == 31 and gif.info.get("loop") == 0
-    assert [c for _, c in last.gallery][0] == "t = 30" and [c for _, c in last.gallery][-1] == "t = 0"
+    snr_30 = float(model.scheduler.snr()[29])
+    assert [c for _, c in last.gallery][0] == f"t = 30 · SNR {snr_30:.3g}" and [c for _, c in last.gallery][-1] == "t = 0 (x_0)"
     assert all(Path(p).suffix == ".png" for p, _ in last.gallery)
     with zipfile.ZipFile(last.download) as z:
         assert "trajectory.gif" in z.namelist() and "frames/t=0000.png" in z.namelist()
     # 2 x 2 images of 8 px with 1 px borders, upscaled x8 with nearest neighbour; the x0 grid 8 px beside it
     assert last.preview.size == (2 * (2 * 9 + 1) * 8 + 8, (2 * 9 + 1) * 8)
+
+
+def test_frames_are_spread_evenly_in_log_snr():
+    """With the linear schedule the picture forms late (SNR = 1 near t = 260 of 1000): evenly in log-SNR the gallery
+    shows that part, where frames evenly in t would spend most of themselves on noise."""
+    s = DDPMScheduler(num_train_timesteps=1000)
+    times = list(range(1000, -1, -1))  # the ancestral walk: t = T ... 0
+    picks = demo.log_snr_frames(s, times, 11)
+    assert picks[0] == 0 and picks[-1] == 1000 and len(picks) == 11
+    shown = [times[i] for i in picks]
+    levels = np.array([demo.log_snr(s, t) for t in shown[:-1]])
+    gaps = np.diff(levels)
+    assert gaps.min() > 0.8 * gaps.mean() and gaps.max() < 1.25 * gaps.mean()  # even in log-SNR
+    assert sum(t < 260 for t in shown) >= 6  # most frames where the picture forms ...
+    assert sum(t < 260 for t in times[::100]) <= 3  # ... not so evenly in t
+    few = [50, 40, 30, 20, 10, 0]
+    assert demo.log_snr_frames(s, few, 11) == list(range(6))  # fewer frames than asked: all of them
+    assert demo.frame_caption(s, 1000).startswith("t = 1000 · SNR 4.0") and demo.frame_caption(s, 0) == "t = 0 (x_0)"
 
 
 def test_same_seed_same_images_as_diffusers_pipeline(model, model_dir, tmp_path):

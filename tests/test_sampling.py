@@ -88,3 +88,19 @@ def test_bad_arguments():
         next(trajectory(unet, s, 1, sampler="euler"))
     with pytest.raises(ValueError, match="eta"):
         next(trajectory(unet, s, 1, sampler="ddim", eta=2.0))
+
+
+def test_bf16_runs_the_network_in_bfloat16_and_keeps_the_sample_in_float32(unet):
+    s = DDPMScheduler(num_train_timesteps=20)
+    seen = []
+    hook = unet.conv_in.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        fp32 = sample(unet, s, 4, sampler="ddim", num_inference_steps=10, generator=gen(1))
+        bf16 = sample(unet, s, 4, sampler="ddim", num_inference_steps=10, generator=gen(1), precision="bf16")
+    finally:
+        hook.remove()
+    assert seen[:10] == [torch.float32] * 10 and seen[10:] == [torch.bfloat16] * 10
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+    assert (bf16 - fp32).abs().mean() < 0.05  # bfloat16 keeps 8 bits of mantissa: close, not equal
+    with pytest.raises(ValueError, match="unknown precision 'fp8': use one of fp32, bf16"):
+        sample(unet, s, 1, precision="fp8")
