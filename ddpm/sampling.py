@@ -22,8 +22,8 @@ import contextlib
 import functools
 from collections import deque
 from collections.abc import Iterator
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
