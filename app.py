@@ -2,21 +2,34 @@
 
     python app.py                       # the bundled Fashion-MNIST model, offline
     MODEL_ID=user/ddpm-model python app.py   # or --model, a Hub repo id or a local folder
+    python app.py --allow-local-models  # local development: the model box also loads folders
 
 UI wiring only: the work is done by `ddpm.demo`. `Handlers` holds what every event needs (the loaded models,
-the run folders) and turns every failure into one line; each tab is built by one function.
+the run folders, the limits) and turns every failure into one line; each tab is built by one function.
+
+Facing the internet (every endpoint is callable with gradio_client): visitors load Hub repo ids and the bundled
+models, never the server's folders; every model is checked against a budget (ddpm/limits.py, raised by DDPM_*
+environment variables) before its weights are read; each request's work is bounded; uploads are capped; the
+network runs one forward pass at a time; live previews and results live in run folders that are capped and
+removed with the process.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+from pathlib import Path
 
 import gradio as gr
 
 from ddpm import demo
 from ddpm.hub import ModelLoadError
+from ddpm.limits import Limits
 
+log = logging.getLogger("ddpm.space")
+MAX_FILE_SIZE = "10mb"
+LIVE_FILES_KEPT = 2  # live previews on disk per run: the one shown and the one before it
 TITLE = "DDPM, step by step"
 INTRO = """# DDPM, step by step
 A Denoising Diffusion Probabilistic Model (Ho et al. 2020) runs the **reverse process** p_θ(x_{t-1} | x_t) from pure
@@ -26,17 +39,62 @@ the network ε_θ is a diffusers `UNet2DModel`."""
 HELD_OUT, UPLOADED = "held-out test image", "uploaded image"
 
 
-def _ui_error(e: Exception) -> gr.Error:
-    """Every failure reaches the visitor as one line, never a traceback."""
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+def _refuse(text: str) -> gr.Error:
+    """One line to the visitor and the same line to the log, never a traceback."""
+    log.warning("refused: %s", text)
     return gr.Error(text, print_exception=False)
+
+
+def _ui_error(e: Exception) -> gr.Error:
+    """Every failure reaches the visitor as one line, never a traceback; the log gets the same one line."""
+    return _refuse(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+
+
+def _check_number(component, payload) -> None:
+    """API callers can send anything: text or an out-of-range number gets one line (and one log line), not the
+    traceback Gradio's own check prints."""
+    if payload is None:
+        return
+    if isinstance(payload, bool) or not isinstance(payload, int | float):
+        raise _refuse(f"{component.label} must be a number, got {demo.shown(str(payload), 30)!r}")
+    if component.minimum is not None and payload < component.minimum:
+        raise _refuse(f"Value {payload} is less than minimum value {component.minimum}.")
+    if component.maximum is not None and payload > component.maximum:
+        raise _refuse(f"Value {payload} is greater than maximum value {component.maximum}.")
+
+
+class Number(gr.Number):
+    is_template = True  # drawn by Gradio's own number field
+
+    def preprocess(self, payload):
+        _check_number(self, payload)
+        return super().preprocess(payload)
+
+
+class Slider(gr.Slider):
+    is_template = True  # drawn by Gradio's own slider
+
+    def preprocess(self, payload):
+        _check_number(self, payload)
+        return super().preprocess(payload)
+
+
+class Radio(gr.Radio):
+    is_template = True  # drawn by Gradio's own radio buttons
+
+    def preprocess(self, payload):
+        values = [value for _, value in self.choices]
+        if payload not in values:
+            raise _refuse(f"Value: {demo.shown(str(payload), 40)!r} is not in the list of choices: {', '.join(map(str, values))}")
+        return super().preprocess(payload)
 
 
 class Handlers:
     """The functions the events call: plain arguments in, Gradio values out, one-line errors."""
 
-    def __init__(self, default_model: str | None, workdir: str | None):
-        self.registry = demo.ModelRegistry(demo.BUNDLED_MODEL)
+    def __init__(self, default_model: str | None, workdir: str | None, allow_local: bool = False, limits: Limits | None = None):
+        operator = (default_model,) if default_model and Path(default_model).expanduser().is_dir() else ()
+        self.registry = demo.ModelRegistry(demo.BUNDLED_MODEL, limits or Limits.from_env(), allow_local, operator)
         self.startup_note = ""
         name = default_model or demo.BUNDLED_MODEL
         try:
@@ -69,13 +127,26 @@ class Handlers:
     def generate(self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision):
         model = self.current(model_name)
         try:
-            settings = demo.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision)
-            for update in demo.generate(model, settings, self.dirs.new()):
-                yield (update.preview, update.status, update.gif, update.gallery or None, update.download)
+            limits = self.registry.limits
+            settings = demo.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits)
+            run = self.dirs.new()
+            for i, update in enumerate(demo.generate(model, settings, run)):
+                preview = self._preview_file(run, i, update)
+                yield (preview, update.status, update.gif, update.gallery or None, update.download)
         except ValueError as e:
             raise _ui_error(e) from None
-        except Exception as e:  # noqa: BLE001 - anything else still reaches the visitor as one line
-            raise _ui_error(RuntimeError(f"generation failed: {e}")) from None
+        except Exception as e:  # noqa: BLE001 - a real crash: its traceback to the log, one line to the visitor
+            log.exception("generation failed")
+            raise _ui_error(RuntimeError(f"generation failed ({type(e).__name__}); the server log has the details")) from None
+
+    @staticmethod
+    def _preview_file(run: Path, i: int, update) -> str:
+        """The live frame as a PNG in the run folder (served from there, not copied to Gradio's cache); only the
+        last LIVE_FILES_KEPT stay on disk."""
+        path = run / ("x0.png" if update.done else f"live-{i}.png")
+        update.preview.save(path)
+        (run / f"live-{i - LIVE_FILES_KEPT}.png").unlink(missing_ok=True)
+        return str(path)
 
     def _image(self, model, source, class_name, index, upload):
         image = demo.open_upload(upload) if source == UPLOADED else demo.held_out_image(model, class_name, index)
@@ -98,7 +169,8 @@ class Handlers:
         model = self.current(model_name)
         try:
             x0 = demo.model_input(model, demo.open_upload(upload)) if source == UPLOADED else demo.held_out_batch(model, count)
-            return demo.likelihood_view(model, x0, seed, progress=lambda i, n: progress(i / n, desc=f"t = {n - i}"))
+            report = lambda i, n: progress(i / n, desc=f"t = {n - i}")  # noqa: E731
+            return demo.likelihood_view(model, x0, seed, progress=report, limits=self.registry.limits)
         except ValueError as e:
             raise _ui_error(e) from None
 
@@ -106,7 +178,8 @@ class Handlers:
 def model_row(h: Handlers):
     """The model box, the bundled models one click away, and the model's card."""
     with gr.Row(equal_height=True):
-        box = gr.Textbox(label="Model: a Hub repo id (user/name) or a local folder", value=demo.display_name(h.name), scale=4)
+        label = "Model: a Hub repo id (user/name) or a bundled model" + (" or a local folder" if h.registry.allow_local else "")
+        box = gr.Textbox(label=label, value=demo.display_name(h.name), scale=4, max_length=demo.MAX_NAME)
         button = gr.Button("Load model", scale=1)
     label = "Bundled models (offline): Fashion-MNIST 28 px; digits 8 px with T = 1000 and with the article's T = 200"
     bundled = gr.Examples([[demo.display_name(p)] for p in demo.BUNDLED_MODELS], inputs=[box], label=label)
@@ -119,13 +192,13 @@ def generate_tab(T: int):
         with gr.Row():
             with gr.Column(scale=1):
                 inputs = [
-                    gr.Number(label="Seed", value=0, precision=0, minimum=0, maximum=demo.MAX_SEED),
-                    gr.Slider(1, demo.MAX_IMAGES, value=16, step=1, label="Number of images"),
-                    gr.Radio(list(demo.SAMPLER_LABELS), value=next(iter(demo.SAMPLER_LABELS)), label="Sampler"),
-                    gr.Slider(1, T, value=min(T, 50), step=1, label="Steps (respaced DDPM and DDIM)"),
-                    gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM eta (0 = deterministic, 1 = DDPM-like)"),
+                    Number(label="Seed", value=0, precision=0, minimum=0, maximum=demo.MAX_SEED),
+                    Slider(1, demo.MAX_IMAGES, value=16, step=1, label="Number of images"),
+                    Radio(list(demo.SAMPLER_LABELS), value=next(iter(demo.SAMPLER_LABELS)), label="Sampler"),
+                    Slider(1, T, value=min(T, 50), step=1, label="Steps (respaced DDPM and DDIM)"),
+                    Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM eta (0 = deterministic, 1 = DDPM-like)"),
                     gr.Checkbox(label="Show the predicted x_0 beside x_t", value=False),
-                    gr.Radio(list(demo.PRECISION_LABELS), value=demo.default_precision(), label="Network precision"),
+                    Radio(list(demo.PRECISION_LABELS), value=demo.default_precision(), label="Network precision"),
                 ]
                 button = gr.Button("Generate", variant="primary")
             with gr.Column(scale=2):
@@ -141,10 +214,10 @@ def generate_tab(T: int):
 def image_picker(h: Handlers, held_out_label: str):
     """Held-out test images of the model's data by class, or an upload."""
     classes = list(demo.held_out_set(h.first).classes)
-    source = gr.Radio([HELD_OUT, UPLOADED], value=HELD_OUT, label="Image")
+    source = Radio([HELD_OUT, UPLOADED], value=HELD_OUT, label="Image")
     # the classes change with the model: demo.held_out_image checks the name against the loaded model's classes
     class_name = gr.Dropdown(classes, value=classes[0], label=f"Class of the {held_out_label}", allow_custom_value=True)
-    index = gr.Slider(0, 9, value=0, step=1, label="Example of that class")
+    index = Slider(0, 9, value=0, step=1, label="Example of that class")
     upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
     return source, class_name, index, upload
 
@@ -155,8 +228,8 @@ def forward_tab(h: Handlers, T: int):
         with gr.Row():
             with gr.Column(scale=1):
                 source, class_name, index, upload = image_picker(h, "held-out test image")
-                t_slider = gr.Slider(0, T, value=T // 4, step=1, label="t")
-                noise_seed = gr.Number(label="Noise seed", value=0, precision=0, minimum=0)
+                t_slider = Slider(0, T, value=T // 4, step=1, label="t")
+                noise_seed = Number(label="Noise seed", value=0, precision=0, minimum=0)
                 button = gr.Button("Show x_t")
             with gr.Column(scale=2):
                 image = gr.Image(label="x_0 and x_t", format="png", interactive=False)
@@ -181,18 +254,19 @@ def likelihood_tab():
             "It costs T network evaluations."
         )
         with gr.Row():
-            source = gr.Radio(["held-out test images", UPLOADED], value="held-out test images", label="Data")
-            count = gr.Slider(1, demo.MAX_IMAGES, value=8, step=1, label="Number of held-out images (the classes in turn)")
+            source = Radio(["held-out test images", UPLOADED], value="held-out test images", label="Data")
+            count = Slider(1, demo.MAX_IMAGES, value=8, step=1, label="Number of held-out images (the classes in turn)")
             upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
         button = gr.Button("Compute the bound")
         outputs = [gr.Plot(label="Terms of the bound"), gr.Markdown()]
     return button, [source, count, upload], outputs
 
 
-def build(default_model: str | None = None, workdir: str | None = None) -> gr.Blocks:
-    h = Handlers(default_model, workdir)
+def build(default_model: str | None = None, workdir: str | None = None, allow_local: bool = False) -> gr.Blocks:
+    h = Handlers(default_model, workdir, allow_local)
     T = h.first.scheduler.num_train_timesteps
-    with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as app:
+    gr.set_static_paths([str(h.dirs.root)])  # results are served from the capped run folders, never copied
+    with gr.Blocks(title=TITLE, delete_cache=(600, 600)) as app:
         model_state = gr.State(h.name)
         gr.Markdown(INTRO)
         box, load_button, bundled, info = model_row(h)
@@ -203,15 +277,20 @@ def build(default_model: str | None = None, workdir: str | None = None) -> gr.Bl
         lk_button, lk_inputs, lk_outputs = likelihood_tab()
 
         load_inputs, load_outputs = [box, model_state], [model_state, info, gen_inputs[3], t_slider, class_name]
-        load_button.click(h.load_model, load_inputs, load_outputs, api_name="load_model")
-        box.submit(h.load_model, load_inputs, load_outputs)  # Enter in the text box
-        bundled.load_input_event.then(h.load_model, load_inputs, load_outputs)  # a click on a bundled example
-        gen_button.click(h.generate, [model_state, *gen_inputs], gen_outputs, api_name="generate")
+        # one download or model load at a time; up to 4 generations take turns step by step (demo.Serialized), so
+        # a new visitor's first frame comes after one step of each running request; the bound runs alone
+        loading = {"concurrency_limit": 1, "concurrency_id": "load"}
+        load_button.click(h.load_model, load_inputs, load_outputs, api_name="load_model", **loading)
+        box.submit(h.load_model, load_inputs, load_outputs, **loading)  # Enter in the text box
+        bundled.load_input_event.then(h.load_model, load_inputs, load_outputs, **loading)  # a click on a bundled example
+        gen_button.click(h.generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", concurrency_limit=4)
         fwd_button.click(h.forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
         t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs)
         sched_button.click(h.schedule, [model_state], sched_outputs, api_name="schedule")
-        lk_button.click(h.likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood")
-    app.queue(default_concurrency_limit=2, max_size=32)
+        lk_button.click(
+            h.likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1
+        )
+    app.queue(default_concurrency_limit=2, max_size=16)  # a flood is told the queue is full at once
     return app
 
 
@@ -220,8 +299,16 @@ def main() -> None:
     parser.add_argument("--model", default=os.environ.get("MODEL_ID"), help="Hub repo id or local folder (env MODEL_ID)")
     parser.add_argument("--host", default=None, help="address to listen on (env GRADIO_SERVER_NAME; default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (env GRADIO_SERVER_PORT; default 7860)")
+    parser.add_argument(
+        "--allow-local-models",
+        action="store_true",
+        default=os.environ.get("DDPM_ALLOW_LOCAL_MODELS") == "1",
+        help="let the model box load any folder on this machine (local development; never on a public Space)",
+    )
     args = parser.parse_args()
-    build(args.model).launch(server_name=args.host, server_port=args.port, footer_links=["gradio", "settings"])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = build(args.model, allow_local=args.allow_local_models)
+    app.launch(server_name=args.host, server_port=args.port, footer_links=["gradio", "settings"], max_file_size=MAX_FILE_SIZE)
 
 
 if __name__ == "__main__":

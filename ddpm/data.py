@@ -396,6 +396,8 @@ def load_training_data(
         raise DataError("--data_dir is the folder of Fashion-MNIST's IDX files: use it with --dataset_name fashion_mnist")
     arrays = None if train_data_dir else load_arrays(dataset_name, split, data_dir)
     if arrays is not None:
+        if image_column not in (None, "image"):
+            raise DataError(f"no column {image_column!r} in the data set: its columns are image, label")
         r = preprocess.resolution
         if preprocess.center_crop or arrays.images.shape[1:] == (r, r):
             return ImageData.from_arrays(arrays, preprocess)

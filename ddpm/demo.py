@@ -6,13 +6,16 @@ images, so it is tested directly. Bad input raises `ValueError` with a one-line 
 
 from __future__ import annotations
 
+import atexit
 import functools
 import math
+import os
 import re
 import shutil
 import tempfile
 import threading
 import time
+import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -23,9 +26,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import DIGITS_CLASSES, HELD_OUT, DataError, LabelledArrays, Preprocess, decode, digits_arrays, load_held_out
-from .hub import LoadedModel, load_pipeline
+from .data import DIGITS_CLASSES, HELD_OUT, DataError, LabelledArrays, Preprocess, digits_arrays, load_held_out
+from .hub import LoadedModel, ModelLoadError, load_pipeline
 from .likelihood import bits_per_dim
+from .limits import Limits, OverBudget, check_model, check_request
 from .models import count_parameters
 from .sampling import bf16_is_native, frame_times, trajectory, walk
 from .visualize import auto_scale, frame_indices, grid, save_gif, side_by_side
@@ -40,6 +44,7 @@ BUNDLED_MODELS = {
     ARTICLE_T200_MODEL: "bundled digits model with the article's T = 200",
 }
 MAX_IMAGES = 16
+MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded size of an uploaded image
 MAX_SEED = 2**32 - 1
 GIF_FRAMES = 60
 GALLERY_FRAMES = 11
@@ -51,34 +56,93 @@ SAMPLER_LABELS = {
 
 
 # ---------------------------------------------------------------------- models
-class ModelRegistry:
-    """Loaded models by name, least recently used dropped beyond `capacity` (the default model is kept)."""
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+MAX_NAME = 200
 
-    def __init__(self, default: str = BUNDLED_MODEL, capacity: int = 4):
-        self.default = default
-        self.capacity = capacity
+
+def shown(text: str, limit: int = 60) -> str:
+    """What a visitor typed, safe to echo: one line, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ModelRegistry:
+    """The models a Space serves, loaded on demand and kept while their parameters fit in `limits.model_cache_mb`
+    (least recently used dropped first; the default model is kept).
+
+    Who may load what: visitors name Hub repo ids (user/name) or the bundled models (by their project-relative
+    names); local folders are for the operator (`folders`, e.g. the model given at start) unless `allow_local`
+    opts in for local development. A refused name is answered without looking at the disk, so the reply tells
+    nothing about the server's files. Every model is checked against `limits` before its weights are read.
+    """
+
+    def __init__(self, default: str = BUNDLED_MODEL, limits: Limits | None = None, allow_local: bool = True,
+                 folders: tuple[str, ...] = ()):  # fmt: skip
+        self.limits = limits or Limits()
+        self.allow_local = allow_local
+        self.folders = {display_name(str(Path(p).resolve())): str(Path(p).resolve()) for p in (*BUNDLED_MODELS, *folders)}
+        self.default = self.key(default) or default
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
+    def key(self, name: str) -> str | None:
+        """The cache key of a name this registry serves (a folder's absolute path, or a repo id), else None."""
+        if name in self.folders:
+            return self.folders[name]
+        if name in self.folders.values():
+            return name
+        if self.allow_local and Path(name).expanduser().is_dir():  # one cache entry per folder, however spelled
+            return str(Path(name).expanduser().resolve())
+        if HUB_REPO_ID.fullmatch(name) and ".." not in name and "--" not in name:
+            return name
+        return None
+
+    def is_folder(self, key: str) -> bool:
+        return key in self.folders.values() or (self.allow_local and Path(key).is_absolute())
+
     def load(self, name: str | None) -> LoadedModel:
-        """The model `name` (a Hub repo id or a local folder; empty = default); raises ModelLoadError."""
+        """The model `name` (a Hub repo id, a bundled model; empty = default); raises ModelLoadError."""
         name = (name or "").strip() or self.default
-        if Path(name).is_dir():  # one cache entry per folder, however it is spelled
-            name = str(Path(name).resolve())
+        if len(name) > MAX_NAME:
+            raise ModelLoadError(f"a model name has at most {MAX_NAME} characters (a Hub repo id is user/name)")
+        key = self.key(name)
+        if key is None:
+            kinds = "a model folder, a bundled model or a Hub repo id" if self.allow_local else "a bundled model or a Hub repo id"
+            raise ModelLoadError(f"{shown(name)!r} is not {kinds} (user/name): this Space loads those")
         with self._lock:
-            if name in self._models:
-                self._models.move_to_end(name)
-                return self._models[name]
-        model = load_pipeline(name)
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        cost = {}
+
+        def check(unet_config, scheduler_config, weights_bytes):
+            try:
+                cost["flops"] = check_model(unet_config, scheduler_config, weights_bytes, self.limits)
+            except OverBudget as e:
+                raise ModelLoadError(f"{shown(name)} is not served here: {e}") from None
+
+        model = load_pipeline(key, check=check, local=self.is_folder(key))
+        model.flops_per_step = cost["flops"]
         with self._lock:
-            self._models[name] = model
-            self._models.move_to_end(name)
-            for old in [k for k in self._models if k != self.default][: max(0, len(self._models) - self.capacity)]:
-                del self._models[old]
+            self._models[key] = model
+            self._models.move_to_end(key)
+            self._evict()
         return model
 
+    def _evict(self) -> None:
+        budget = self.limits.model_cache_mb * 2**20
+        while sum(map(parameter_bytes, self._models.values())) > budget:
+            old = next((k for k in self._models if k != self.default), None)
+            if old is None or old == next(reversed(self._models)):
+                break  # the default, or the model just asked for, stays
+            del self._models[old]
+
     def __contains__(self, name: str) -> bool:
-        return name in self._models
+        return (self.key(name) or name) in self._models
+
+
+def parameter_bytes(model: LoadedModel) -> int:
+    return sum(p.numel() * p.element_size() for p in model.unet.parameters())
 
 
 def display_name(name: str) -> str:
@@ -131,8 +195,10 @@ class Settings:
     precision: str = "fp32"
 
 
-def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta, show_x0, precision="fp32") -> Settings:
-    """Validate what a visitor (or an API caller) asked for; ValueError says what to change."""
+def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta, show_x0, precision="fp32",
+                   limits: Limits | None = None) -> Settings:  # fmt: skip
+    """Validate what a visitor (or an API caller) asked for, and its work against `limits`; ValueError says what
+    to change."""
     T = model.scheduler.num_train_timesteps
     sampler = SAMPLER_LABELS.get(sampler, sampler)
     if sampler not in SAMPLER_LABELS.values():
@@ -154,6 +220,8 @@ def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta
         raise ValueError(f"the number of steps must be between 1 and {T} (this model's T), got {num_steps}")
     if not 0.0 <= eta <= 1.0 or math.isnan(eta):
         raise ValueError(f"eta must be between 0 and 1, got {eta}")
+    if limits is not None:
+        check_request(num_images, num_steps, model.flops_per_step, limits)
     return Settings(seed, num_images, sampler, num_steps, eta, bool(show_x0), precision)
 
 
@@ -204,12 +272,29 @@ class Update:
 
 
 class WorkDirs:
-    """Per-request output folders under one root, the oldest removed beyond `keep` (bounded disk use)."""
+    """Per-request output folders under one root per server process, the oldest removed beyond `keep`.
 
-    def __init__(self, root: str | Path | None = None, keep: int = 32):
-        self.root = Path(root or tempfile.mkdtemp(prefix="ddpm-space-"))
+    The root is removed when the process exits, and roots left by processes that no longer run (a killed server)
+    are removed when the next one starts: disk use stays bounded across requests and restarts.
+    """
+
+    PREFIX = "ddpm-space-"
+
+    def __init__(self, root: str | Path | None = None, keep: int = 16):
+        if root is None:
+            self.remove_stale()
+            root = tempfile.mkdtemp(prefix=f"{self.PREFIX}{os.getpid()}-")
+            atexit.register(shutil.rmtree, root, True)
+        self.root = Path(root)
         self.keep = keep
         self._lock = threading.Lock()
+
+    @classmethod
+    def remove_stale(cls, parent: str | Path | None = None) -> None:
+        for old in Path(parent or tempfile.gettempdir()).glob(f"{cls.PREFIX}*"):
+            pid = old.name[len(cls.PREFIX) :].split("-")[0]
+            if old.is_dir() and (not pid.isdigit() or not _alive(int(pid))):
+                shutil.rmtree(old, ignore_errors=True)
 
     def new(self) -> Path:
         with self._lock:
@@ -219,6 +304,33 @@ class WorkDirs:
             for old in runs[: max(0, len(runs) - self.keep)]:
                 shutil.rmtree(old, ignore_errors=True)
             return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Serialized:
+    """The network behind one process-wide lock: one forward pass at a time. Concurrent requests then take turns
+    step by step instead of running several thread teams on 2 vCPUs, which slows every one of them many times."""
+
+    lock = threading.Lock()
+
+    def __init__(self, network):
+        self.network = network
+
+    def __call__(self, *args, **kwargs):
+        with self.lock:
+            return self.network(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.network, name)
 
 
 def generate(
@@ -263,7 +375,7 @@ def generate(
     start_time = last = time.perf_counter()
     generator = torch.Generator().manual_seed(settings.seed)
     picture = None
-    frames = trajectory(unet, scheduler, settings.num_images, sampler=settings.sampler, num_inference_steps=steps,
+    frames = trajectory(Serialized(unet), scheduler, settings.num_images, sampler=settings.sampler, num_inference_steps=steps,
                         eta=settings.eta, generator=generator, precision=settings.precision, start=start)  # fmt: skip
     for frame in frames:
         now = time.perf_counter()
@@ -341,14 +453,31 @@ def held_out_order(labels: np.ndarray) -> np.ndarray:
     return np.lexsort((labels, rank))
 
 
-def open_upload(path: str | None) -> Image.Image:
-    """An uploaded file as an image, or a clear error."""
+def open_upload(path: str | None, max_pixels: int = MAX_UPLOAD_PIXELS) -> Image.Image:
+    """An uploaded file as an image, or a clear error. The size is read from the header before anything is
+    decoded, so a decompression bomb is refused without being unpacked."""
     if not path:
         raise ValueError("upload an image first (PNG, JPEG, ...)")
+    name = shown(Path(path).name, 40)
     try:
-        return decode(str(path))
-    except (OSError, SyntaxError, ValueError, DataError):
-        raise ValueError(f"{Path(path).name} is not an image this app can read: upload a PNG, JPEG, GIF or WebP") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(str(path))
+            w, h = image.size
+            if w * h > max_pixels:
+                side = int(math.isqrt(max_pixels))
+                raise ValueError(f"{name} is {w}x{h} pixels: upload an image of at most {side}x{side}")
+            image.load()
+            return image
+    except ValueError as e:
+        if "pixels: upload" in str(e):
+            raise
+        raise ValueError(f"{name} is not an image this app can read: upload a PNG, JPEG, GIF or WebP") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL refuses it before we see the size
+        side = int(math.isqrt(max_pixels))
+        raise ValueError(f"{name} is far larger than {side}x{side} pixels decoded: upload a smaller image") from None
+    except (OSError, SyntaxError, DataError):
+        raise ValueError(f"{name} is not an image this app can read: upload a PNG, JPEG, GIF or WebP") from None
 
 
 def _x_t(model: LoadedModel, x0: torch.Tensor, t: int, seed: int) -> tuple[torch.Tensor, float]:
@@ -420,11 +549,13 @@ def schedule_report(model: LoadedModel) -> str:
 
 
 def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0,
-                    progress: Callable[[int, int], None] | None = None):  # fmt: skip
+                    progress: Callable[[int, int], None] | None = None, limits: Limits | None = None):  # fmt: skip
     """The bound L_T + sum L_{t-1} + L_0 (bits/dim) on a batch, as a chart of every term and a summary."""
     from matplotlib.figure import Figure
 
-    terms = bits_per_dim(model.unet, model.scheduler, x0, generator=torch.Generator().manual_seed(int(seed)),
+    if limits is not None:
+        check_request(x0.shape[0], model.scheduler.num_train_timesteps, model.flops_per_step, limits)
+    terms = bits_per_dim(Serialized(model.unet), model.scheduler, x0, generator=torch.Generator().manual_seed(int(seed)),
                          progress=progress)  # fmt: skip
     s = terms.summary()
     per_t = terms.terms.mean(0).numpy()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class LoadedModel:
     scheduler: DDPMScheduler
     source: str
     path: Path
+    flops_per_step: float = 0.0  # one network call on one image, when the loader counted it (a Space's budget)
 
 
 def save_pipeline(output_dir: str | os.PathLike, unet, scheduler: DDPMScheduler) -> Path:
@@ -58,15 +60,13 @@ def _one_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-def resolve(name_or_path: str, revision: str | None = None, token: str | None = None) -> Path:
-    """A local folder as is; a Hub repo id downloaded (model files only, safetensors) to the local cache."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists() or name_or_path.startswith((".", "/", "~")):
-        raise ModelLoadError(f"{name_or_path} is not a model folder: give a folder in the DDPMPipeline layout or a Hub repo id")
-    from huggingface_hub import snapshot_download
+CONFIG_PATTERNS = ["model_index.json", "*config.json", "*/*config.json", "README.md", "samples.png", "held_out.npz"]
+
+
+def _hub_errors(name_or_path: str, revision: str | None):
+    """Map huggingface_hub's errors to one-line ModelLoadErrors that name only what was asked for."""
     from huggingface_hub.errors import (
+        EntryNotFoundError,
         GatedRepoError,
         HFValidationError,
         LocalEntryNotFoundError,
@@ -74,65 +74,137 @@ def resolve(name_or_path: str, revision: str | None = None, token: str | None = 
         RevisionNotFoundError,
     )
 
+    shown = name_or_path if len(name_or_path) <= 80 else name_or_path[:77] + "..."
+    return [
+        (HFValidationError, f"{shown!r} is not a valid Hub repo id: use the form user/model-name"),
+        (GatedRepoError, f"{shown} is gated: accept its terms on the Hub and set HF_TOKEN"),
+        (
+            RepositoryNotFoundError,
+            f"model {shown} was not found on the Hub: check the repo id (or set HF_TOKEN for a private repo)",
+        ),
+        (RevisionNotFoundError, f"revision {revision!r} of {shown} was not found"),
+        (
+            LocalEntryNotFoundError,
+            f"{shown} is not cached and the Hub cannot be reached (offline): connect, or use a local folder",
+        ),
+        (EntryNotFoundError, f"{shown} has no unet/{WEIGHTS}"),  # after its subclass LocalEntryNotFoundError
+    ]
+
+
+def _from_hub(name_or_path: str, revision: str | None, call):
     try:
-        return Path(
-            snapshot_download(
-                name_or_path,
-                revision=revision,
-                token=token,
-                allow_patterns=[*MODEL_FILES, "README.md", "samples.png", "held_out.npz", "unet/*.bin"],
-            )
+        return call()
+    except Exception as e:  # network and server errors too: one line, no paths
+        for kind, message in _hub_errors(name_or_path, revision):
+            if isinstance(e, kind):
+                raise ModelLoadError(message) from None
+        raise ModelLoadError(f"could not download {name_or_path[:80]}: {type(e).__name__}") from None
+
+
+def is_local(name_or_path: str, local: bool | None = None) -> bool:
+    """Whether `name_or_path` names a folder on this machine: `local` decides when given (a Space passes False for
+    what visitors type, so a repo id never probes the server's disk), else whether such a folder exists."""
+    return Path(name_or_path).expanduser().is_dir() if local is None else local
+
+
+def resolve(name_or_path: str, revision: str | None = None, token: str | None = None, local: bool | None = None) -> Path:
+    """A local folder as is; for a Hub repo id, its configs, card and held-out images only (small files), downloaded
+    to the local cache: the weights follow in `load_pipeline`, after the budget check."""
+    path = Path(name_or_path).expanduser()
+    if is_local(name_or_path, local):
+        if not path.is_dir():
+            raise ModelLoadError(f"{name_or_path} is not a model folder")
+        return path
+    if local is None and (path.exists() or name_or_path.startswith((".", "/", "~"))):
+        raise ModelLoadError(f"{name_or_path} is not a model folder: give a folder in the DDPMPipeline layout or a Hub repo id")
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        _from_hub(
+            name_or_path,
+            revision,
+            lambda: snapshot_download(name_or_path, revision=revision, token=token, allow_patterns=CONFIG_PATTERNS),
         )
-    except HFValidationError:
-        raise ModelLoadError(f"{name_or_path!r} is not a valid Hub repo id: use the form user/model-name") from None
-    except GatedRepoError:
-        raise ModelLoadError(f"{name_or_path} is gated: accept its terms on the Hub and set HF_TOKEN") from None
-    except RepositoryNotFoundError:
-        raise ModelLoadError(
-            f"model {name_or_path} was not found on the Hub: check the repo id (or set HF_TOKEN for a private repo)"
-        ) from None
-    except RevisionNotFoundError:
-        raise ModelLoadError(f"revision {revision!r} of {name_or_path} was not found") from None
-    except LocalEntryNotFoundError:
-        raise ModelLoadError(
-            f"{name_or_path} is not cached and the Hub cannot be reached (offline): connect, or use a local folder"
-        ) from None
-    except Exception as e:  # network and server errors
-        raise ModelLoadError(f"could not download {name_or_path}: {_one_line(e)}") from None
+    )
 
 
-def load_pipeline(name_or_path: str, revision: str | None = None, token: str | None = None, device=None) -> LoadedModel:
-    """(UNet2DModel, DDPMScheduler) from a local folder or Hub repo in the DDPMPipeline layout, in eval mode."""
+def _weights_size(name_or_path: str, path: Path, subfolder: str, revision, token, local: bool) -> int | None:
+    """Bytes of the safetensors weights, from disk or from the Hub's file metadata (no download); None if absent."""
+    file = path / subfolder / WEIGHTS if subfolder else path / WEIGHTS
+    if local:
+        return file.stat().st_size if file.is_file() else None
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError
+
+    url = hf_hub_url(name_or_path, f"{subfolder}/{WEIGHTS}" if subfolder else WEIGHTS, revision=revision)
+    try:
+        return _from_hub(name_or_path, revision, lambda: get_hf_file_metadata(url, token=token)).size
+    except ModelLoadError as e:
+        if isinstance(e.__context__, EntryNotFoundError) or "has no unet/" in str(e):
+            return None
+        raise
+
+
+def _read_json(file: Path, name_or_path: str, what: str) -> dict:
+    try:
+        value = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{name_or_path} has no {what}") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ModelLoadError(f"the {what} of {name_or_path} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ModelLoadError(f"the {what} of {name_or_path} is not a JSON object")
+    return value
+
+
+def load_pipeline(
+    name_or_path: str,
+    revision: str | None = None,
+    token: str | None = None,
+    device=None,
+    check: Callable[[dict, dict, int], None] | None = None,
+    local: bool | None = None,
+) -> LoadedModel:
+    """(UNet2DModel, DDPMScheduler) from a local folder or Hub repo in the DDPMPipeline layout, in eval mode.
+
+    `check(unet_config, scheduler_config, weights_bytes)` runs after the configs and before any weights are read
+    or downloaded; it raises ModelLoadError to refuse the model. `local`: see `is_local`.
+    """
     from diffusers import UNet2DModel
 
-    path = resolve(name_or_path, revision, token)
-    unet_dir = path / "unet" if (path / "unet").is_dir() else path
+    local = is_local(name_or_path, local)
+    path = resolve(name_or_path, revision, token, local)
+    subfolder = "unet" if (path / "unet").is_dir() else ""
+    unet_dir = path / subfolder
     if not (unet_dir / "config.json").is_file():
         raise ModelLoadError(f"{name_or_path} is not a DDPM in the diffusers layout: unet/config.json is missing")
-    if not (unet_dir / WEIGHTS).is_file():
+    config = _read_json(unet_dir / "config.json", name_or_path, "unet/config.json")
+    if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
+        raise ModelLoadError(f"{name_or_path} holds a {str(config['_class_name'])[:40]}, not an unconditional UNet2DModel")
+    sched_dir = path / "scheduler" if (path / "scheduler").is_dir() else path
+    sched_config = _read_json(sched_dir / "scheduler_config.json", name_or_path, "scheduler/scheduler_config.json")
+    size = _weights_size(name_or_path, path, subfolder, revision, token, local)
+    if size is None:
         if any((unet_dir / f).is_file() for f in PICKLE_WEIGHTS):
             raise ModelLoadError(
                 f"{name_or_path} has only pickle weights (.bin): this app loads safetensors only; "
                 "re-save the model with safe_serialization=True"
             )
         raise ModelLoadError(f"{name_or_path} has no unet/{WEIGHTS}")
-    sched_dir = path / "scheduler" if (path / "scheduler").is_dir() else path
+    if check is not None:
+        check(config, sched_config, size)
+    if not local:
+        from huggingface_hub import hf_hub_download
+
+        filename = f"{subfolder}/{WEIGHTS}" if subfolder else WEIGHTS
+        _from_hub(name_or_path, revision, lambda: hf_hub_download(name_or_path, filename, revision=revision, token=token))
     try:
-        config = json.loads((unet_dir / "config.json").read_text())
-        if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
-            raise ModelLoadError(f"{name_or_path} holds a {config['_class_name']}, not an unconditional UNet2DModel")
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
-    except ModelLoadError:
-        raise
-    except Exception as e:
-        raise ModelLoadError(
-            f"the weights of {name_or_path} could not be read ({_one_line(e)}): the file may be corrupt"
-        ) from None
+    except Exception:
+        raise ModelLoadError(f"the weights of {name_or_path} could not be read: the file may be corrupt") from None
     try:
-        scheduler = DDPMScheduler.from_pretrained(sched_dir)
-    except FileNotFoundError:
-        raise ModelLoadError(f"{name_or_path} has no scheduler/scheduler_config.json") from None
-    except (ValueError, json.JSONDecodeError) as e:
+        scheduler = DDPMScheduler.from_config(sched_config)
+    except (ValueError, TypeError) as e:
         raise ModelLoadError(f"the scheduler of {name_or_path} is not a DDPM scheduler this app runs: {_one_line(e)}") from None
     if device is not None:
         unet.to(device)

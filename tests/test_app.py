@@ -36,7 +36,9 @@ def server(tmp_path_factory):
     """`python app.py` exactly as a user starts it (bundled model), on a free port."""
     port = free_port()
     logs = tmp_path_factory.mktemp("app") / "server.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_PORT": str(port)}
+    tmp = tmp_path_factory.mktemp("server-tmp")  # the server's temporary files (run folders, Gradio's cache) land here
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_PORT": str(port),
+           "TMPDIR": str(tmp)}  # fmt: skip
     env.pop("MODEL_ID", None)
     with open(logs, "w") as log:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -52,7 +54,7 @@ def server(tmp_path_factory):
             time.sleep(0.3)
     else:
         pytest.fail("app.py did not start in 120 s")
-    yield {"url": url, "proc": proc, "log": logs}
+    yield {"url": url, "proc": proc, "log": logs, "tmp": tmp}
     proc.terminate()
     proc.wait(timeout=30)
 
@@ -92,7 +94,7 @@ def test_bad_inputs_get_one_line_errors_and_the_app_keeps_serving(server, tmp_pa
     client = Client(server["url"], verbose=False)
     for args, message in [
         (("alice/nope",), "alice/nope is not cached and the Hub cannot be reached"),
-        (("/no/such/folder",), "/no/such/folder is not a model folder"),
+        (("/no/such/folder",), "'/no/such/folder' is not a bundled model or a Hub repo id"),
     ]:
         with pytest.raises(Exception, match=message) as e:
             client.predict(*args, api_name="/load_model")
@@ -102,7 +104,7 @@ def test_bad_inputs_get_one_line_errors_and_the_app_keeps_serving(server, tmp_pa
         client.predict(0, 40, DDIM, 10, 0.0, False, FP32, api_name="/generate")
     with pytest.raises(Exception, match="Value 100000 is greater than maximum value"):
         client.predict(0, 2, DDIM, 100000, 0.0, False, FP32, api_name="/generate")
-    with pytest.raises(Exception, match="Value: 'euler' .* is not in the list of choices"):
+    with pytest.raises(Exception, match="Value: 'euler' is not in the list of choices: DDPM ancestral"):
         client.predict(0, 2, "euler", 10, 0.0, False, FP32, api_name="/generate")
     (tmp_path / "notes.png").write_text("not an image, whatever its name says")
     with pytest.raises(Exception, match="notes.png is not an image this app can read: upload a PNG") as e:
@@ -114,6 +116,72 @@ def test_bad_inputs_get_one_line_errors_and_the_app_keeps_serving(server, tmp_pa
     assert result[1].startswith("done: 5 steps")
     schedule = client.predict(api_name="/schedule")
     assert "T = " in schedule[1]
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_hostile_requests_get_one_line_and_reveal_nothing(server, tmp_path):
+    client = Client(server["url"], verbose=False)
+    replies = {}
+    for name in ["/etc", "/nonexistent", ".", "/proc/self", "pretrained/../pretrained/ddpm-digits", "x" * 10_000]:
+        with pytest.raises(Exception) as e:
+            client.predict(name, api_name="/load_model")
+        replies[name] = str(e.value)
+    assert replies["/etc"].replace("/etc", "X") == replies["/nonexistent"].replace("/nonexistent", "X")
+    pid = str(server["proc"].pid)
+    for reply in replies.values():
+        assert str(ROOT) not in reply and pid not in reply and "Traceback" not in reply and len(reply) < 300
+    with pytest.raises(Exception, match="x{57}\\.\\.\\.|at most 200 characters"):
+        client.predict("x" * 10_000, api_name="/load_model")
+    # a decompression bomb: a few kB on disk, 400 megapixels decoded
+    Image.new("1", (20_000, 20_000)).save(tmp_path / "bomb.png")
+    with pytest.raises(Exception, match="bomb.png is far larger than 4096x4096 pixels decoded: upload a smaller image"):
+        client.predict("uploaded image", "Dress", 0, handle_file(str(tmp_path / "bomb.png")), 10, 0, api_name="/forward")
+    (tmp_path / "big.png").write_bytes(b"\0" * 11 * 2**20)  # over max_file_size
+    with pytest.raises(Exception) as e:
+        client.predict("uploaded image", "Dress", 0, handle_file(str(tmp_path / "big.png")), 10, 0, api_name="/forward")
+    assert "Traceback" not in str(e.value)
+    with pytest.raises(Exception) as e:
+        client.predict("seven", 4, DDIM, 10, 0.0, False, FP32, api_name="/generate")  # text in a number field
+    assert "Traceback" not in str(e.value)
+    assert client.predict(1, 1, DDIM, 3, 0.0, False, FP32, api_name="/generate")[1].startswith("done: 3 steps")
+    log = server["log"].read_text()
+    assert "refused: '/etc' is not a bundled model" in log and "Traceback" not in log
+
+
+def test_disk_use_stays_flat_over_many_generations(server):
+    client = Client(server["url"], verbose=False)
+
+    def generations(n):
+        for seed in range(n):
+            client.predict(seed, 2, DDIM, 2, 0.0, False, FP32, api_name="/generate")
+        return du(server["tmp"])
+
+    generations(demo.WorkDirs().keep + 2)  # fill the run folders to their cap
+    after_warm_up = generations(6)
+    after_more = generations(20)
+    assert after_more <= after_warm_up * 1.1 + 50_000, (after_warm_up, after_more)
+
+
+def test_a_light_request_is_served_while_heavy_ones_run_and_cancelling_stops_them(server):
+    proc = psutil.Process(server["proc"].pid)
+    heavy = [Client(server["url"], verbose=False) for _ in range(2)]
+    ancestral = "DDPM ancestral, all T steps (Algorithm 2)"
+    jobs = [c.submit(s, 16, ancestral, 1000, 0.0, False, FP32, api_name="/generate") for s, c in enumerate(heavy)]
+    deadline = time.time() + 60
+    while not all(j.outputs() for j in jobs) and time.time() < deadline:  # both heavy requests are running
+        time.sleep(0.05)
+    light = Client(server["url"], verbose=False).predict(3, 1, DDIM, 3, 0.0, False, FP32, api_name="/generate")
+    assert light[1].startswith("done: 3 steps") and not any(j.done() for j in jobs)  # served while they run
+    for j in jobs:
+        j.cancel()
+    time.sleep(2.0)
+    cpu = proc.cpu_times()
+    time.sleep(2.0)
+    busy = sum(proc.cpu_times()[:2]) - sum(cpu[:2])
+    assert busy < 0.5, f"the server kept computing {busy:.1f} CPU-s in 2 s after both requests were cancelled"
 
 
 def test_the_space_opens_on_fashion_mnist_with_its_held_out_test_images(server):

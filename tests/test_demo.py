@@ -1,5 +1,7 @@
 """The Space's logic (ddpm.demo) without a server."""
 
+import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -96,10 +98,10 @@ def test_bad_settings_are_one_line_errors(model, args, message):
 
 
 def test_registry_caches_and_keeps_serving_after_a_bad_name(model_dir, tmp_path):
-    registry = demo.ModelRegistry(str(model_dir), capacity=2)
+    registry = demo.ModelRegistry(str(model_dir))
     a = registry.load("")
     assert registry.load(str(model_dir)) is a  # cached
-    with pytest.raises(ModelLoadError, match="is not a model folder"):
+    with pytest.raises(ModelLoadError, match="is not a model folder, a bundled model or a Hub repo id"):
         registry.load(str(tmp_path / "missing"))
     (tmp_path / "notddpm").mkdir()
     with pytest.raises(ModelLoadError, match="not a DDPM in the diffusers layout"):
@@ -118,8 +120,9 @@ def test_load_errors_for_pickles_and_corrupt_weights(model_dir, tmp_path):
     corrupt = tmp_path / "corrupt"
     shutil.copytree(model_dir, corrupt)
     (corrupt / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\x00" * 100)
-    with pytest.raises(ModelLoadError, match="could not be read .* may be corrupt"):
+    with pytest.raises(ModelLoadError, match="could not be read: the file may be corrupt") as e:
         load_pipeline(str(corrupt))
+    assert "safetensors" not in str(e.value) and "Error" not in str(e.value)  # no inner message, no cache path
     with pytest.raises(ModelLoadError, match="not a valid Hub repo id"):
         load_pipeline("not a repo id!!")
 
@@ -205,3 +208,117 @@ def test_bundled_models_are_named_by_what_they_are(model_dir):
     (model_dir / "README.md").write_text("A DDPM trained on **my cats** at 8x8.")
     assert demo.describe(demo.ModelRegistry().load(str(model_dir))).startswith(f"**`{model_dir}`, trained on my cats**")
     (model_dir / "README.md").unlink()
+
+
+# --------------------------------------------------------------------- a Space facing the internet
+def test_visitors_load_bundled_models_and_hub_ids_never_the_servers_folders(model_dir, tmp_path, monkeypatch):
+    registry = demo.ModelRegistry(demo.BUNDLED_MODEL, allow_local=False, folders=(str(model_dir),))
+    replies = {}
+    for name in ["/etc", "/nonexistent", ".", "/proc/self", "../pretrained/ddpm-digits", "~", "a" * 10_000, str(tmp_path)]:
+        with pytest.raises(ModelLoadError) as e:
+            registry.load(name)
+        replies[name] = str(e.value)
+    assert replies["/etc"].replace("/etc", "X") == replies["/nonexistent"].replace("/nonexistent", "X")  # nothing to tell apart
+    assert "is not a bundled model or a Hub repo id (user/name)" in replies["/proc/self"]
+    assert replies["a" * 10_000] == "a model name has at most 200 characters (a Hub repo id is user/name)"
+    for reply in replies.values():
+        assert str(demo.ROOT) not in reply and str(os.getpid()) not in reply and "\n" not in reply
+    assert registry.load("pretrained/ddpm-digits").unet.config.sample_size == 8  # bundled: by its name
+    assert registry.load(str(model_dir)).scheduler.num_train_timesteps == 30  # the operator's folder
+    # a repo id that happens to be a folder in the server's working directory still goes to the Hub
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(model_dir, tmp_path / "alice" / "model")
+    with pytest.raises(ModelLoadError, match="alice/model is not cached and the Hub cannot be reached"):
+        registry.load("alice/model")
+
+
+def test_models_over_budget_are_refused_from_their_configs(model_dir, tmp_path):
+    small = demo.Limits(max_resolution=4)
+    with pytest.raises(ModelLoadError, match="is not served here: it makes 8 px images; this Space serves up to 4 px"):
+        demo.ModelRegistry(str(model_dir), limits=small).load(str(model_dir))
+    endless = tmp_path / "endless"
+    shutil.copytree(model_dir, endless)
+    config = json.loads((endless / "scheduler" / "scheduler_config.json").read_text())
+    (endless / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "num_train_timesteps": 2_000_000}))
+    (endless / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not read")  # never opened: refused first
+    with pytest.raises(ModelLoadError, match="T = 2000000 steps; this Space serves T up to 4000"):
+        demo.ModelRegistry(str(model_dir)).load(str(endless))
+    with pytest.raises(ModelLoadError, match=r"its weights are \d+ MB; this Space serves models up to 0 MB"):
+        demo.ModelRegistry(str(model_dir), limits=demo.Limits(max_weights_mb=1e-4)).load(str(model_dir))
+    with pytest.raises(ModelLoadError, match=r"one step on one image costs 0\.0 GFLOP; this Space serves up to 1e-06 GFLOP"):
+        demo.ModelRegistry(str(model_dir), limits=demo.Limits(max_gflop_per_step=1e-6)).load(str(model_dir))
+
+
+def test_a_requests_work_is_bounded(model_dir):
+    per_step = demo.ModelRegistry(str(model_dir)).load("").flops_per_step
+    assert per_step > 0
+    limits = demo.Limits(max_request_tflop=4 * 30 * per_step / 1e12)  # 4 images x all 30 steps, not 5
+    m = demo.ModelRegistry(str(model_dir), limits=limits).load("")
+    assert demo.check_settings(m, 0, 4, "ddpm", 30, 0, False, limits=limits).num_images == 4
+    with pytest.raises(ValueError, match=r"5 image\(s\) x 30 steps is .* TFLOP of work; this Space serves up to .* TFLOP a"):
+        demo.check_settings(m, 0, 5, "ddpm", 30, 0, False, limits=limits)
+    assert demo.check_settings(m, 0, 16, "ddim", 7, 0, False, limits=limits).num_steps == 7  # fewer steps: more images
+    with pytest.raises(ValueError, match="use fewer images or fewer steps"):
+        demo.likelihood_view(m, demo.held_out_batch(m, 5), limits=limits)
+
+
+def test_the_model_cache_is_bounded_by_memory(model_dir, tmp_path):
+    """Kept: the default and the model just asked for; others go, least recently used first, past the budget."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(model_dir, a)
+    shutil.copytree(model_dir, b)
+    one = demo.parameter_bytes(load_pipeline(str(model_dir))) / 2**20
+    registry = demo.ModelRegistry(str(model_dir), limits=demo.Limits(model_cache_mb=2.5 * one))
+    registry.load("")
+    registry.load(str(a))
+    assert str(a) in registry
+    registry.load(str(b))
+    assert str(a) not in registry and str(b) in registry and str(model_dir) in registry
+    assert sum(demo.parameter_bytes(m) for m in registry._models.values()) <= 2.5 * one * 2**20
+
+
+def test_uploads_are_checked_before_decoding(tmp_path):
+    Image.new("1", (5000, 4000)).save(tmp_path / "huge.png")  # a few kB on disk, 20 megapixels decoded
+    with pytest.raises(ValueError, match="huge.png is 5000x4000 pixels: upload an image of at most 4096x4096"):
+        demo.open_upload(str(tmp_path / "huge.png"))
+    Image.new("L", (100, 100)).save(tmp_path / "ok.png")
+    assert demo.open_upload(str(tmp_path / "ok.png")).size == (100, 100)
+    with pytest.raises(ValueError, match="is 100x100 pixels: upload an image of at most 50x50"):
+        demo.open_upload(str(tmp_path / "ok.png"), max_pixels=2500)
+
+
+def test_work_folders_are_removed_with_their_process(tmp_path):
+    stale = tmp_path / f"{demo.WorkDirs.PREFIX}999999999-abc"  # a pid that does not run
+    live = tmp_path / f"{demo.WorkDirs.PREFIX}{os.getpid()}-abc"
+    stale.mkdir()
+    live.mkdir()
+    demo.WorkDirs.remove_stale(tmp_path)
+    assert not stale.exists() and live.exists()
+
+
+def test_a_hub_model_over_budget_is_refused_before_its_weights_are_downloaded(model_dir, tmp_path):
+    """The real huggingface_hub client against the Hub fixture on 127.0.0.1: configs and a HEAD for the weights'
+    size are all that is fetched of a model the Space refuses; one within budget is then downloaded and served."""
+    import subprocess
+    import sys
+
+    from hub_server import FakeHub, Repo
+
+    files = {str(p.relative_to(model_dir)): p.read_bytes() for p in Path(model_dir).rglob("*") if p.is_file()}
+    script = (
+        "import sys; from ddpm import demo; from ddpm.hub import ModelLoadError\n"
+        "r = demo.ModelRegistry(demo.BUNDLED_MODEL, limits=demo.Limits(max_resolution=int(sys.argv[1])), allow_local=False)\n"
+        "try:\n    print('LOADED', r.load('alice/ddpm').unet.config.sample_size)\n"
+        "except ModelLoadError as e:\n    print('REFUSED', e)\n"
+    )
+    with FakeHub() as hub:
+        hub.repos["alice/ddpm"] = Repo(files=files, commits=["1" * 40])
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
+               "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(demo.ROOT)}  # fmt: skip
+        refused = subprocess.run([sys.executable, "-c", script, "4"], env=env, capture_output=True, text=True, timeout=120)
+        assert "REFUSED alice/ddpm is not served here: it makes 8 px images" in refused.stdout, refused.stderr[-2000:]
+        weights = [(m, p) for m, p in hub.requests if p.endswith(".safetensors")]
+        assert weights and all(m == "HEAD" for m, _ in weights)  # its size was asked, its bytes never
+        served = subprocess.run([sys.executable, "-c", script, "64"], env=env, capture_output=True, text=True, timeout=120)
+        assert "LOADED 8" in served.stdout, served.stderr[-2000:]
+        assert any(m == "GET" and p.endswith("/unet/diffusion_pytorch_model.safetensors") for m, p in hub.requests)
