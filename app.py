@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from PIL import Image
 
 from ddpm import demo
 from ddpm.hub import ModelLoadError
@@ -122,15 +123,40 @@ class Handlers:
             gr.Slider(maximum=T, value=min(T, 50)),
             gr.Slider(maximum=T, value=T // 4),
             gr.Dropdown(choices=list(classes), value=classes[0]),
+            gr.Slider(maximum=T, value=T // 2),
+            demo.strength_note(model, T // 2),
         )
 
     def generate(self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision):
         model = self.current(model_name)
+        limits = self.registry.limits
+        yield from self._stream(
+            lambda run: demo.generate(
+                model, demo.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits), run
+            )
+        )
+
+    def drawing(self, model_name, sketch, t, sampler, num_steps, seed, precision):
+        model = self.current(model_name)
+
+        def updates(run):
+            image = demo.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
+            settings = demo.check_settings(model, seed, 1, sampler, num_steps, 0.0, False, precision, self.registry.limits)
+            return demo.from_drawing(model, image, t, settings, run)
+
+        yield from self._stream(updates)
+
+    def strength(self, model_name, t):
         try:
-            limits = self.registry.limits
-            settings = demo.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits)
+            return demo.strength_note(self.current(model_name), t)
+        except ValueError as e:
+            raise _ui_error(e) from None
+
+    def _stream(self, make_updates):
+        """Stream a run's updates (preview file, status, GIF, gallery, zip); every failure is one line."""
+        try:
             run = self.dirs.new()
-            for i, update in enumerate(demo.generate(model, settings, run)):
+            for i, update in enumerate(make_updates(run)):
                 preview = self._preview_file(run, i, update)
                 yield (preview, update.status, update.gif, update.gallery or None, update.download)
         except ValueError as e:
@@ -211,6 +237,39 @@ def generate_tab(T: int):
     return button, inputs, [preview, status, gif, gallery, download]
 
 
+def drawing_tab(h: Handlers, T: int):
+    with gr.Tab("Your drawing"):
+        gr.Markdown(
+            "Draw (white on black, like the training images) or upload an image into the canvas. It is noised in one "
+            "step by the closed form x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, then the model's reverse process brings it back from t."
+        )
+        blank = {"background": Image.new("RGB", (280, 280)), "layers": [], "composite": None}
+        brush = gr.Brush(colors=["#ffffff", "#a0a0a0"], default_color="#ffffff", color_mode="fixed", default_size=14)
+        with gr.Row():
+            with gr.Column(scale=1):
+                sketch = gr.Sketchpad(value=blank, canvas_size=(280, 280), brush=brush, type="pil", image_mode="RGBA",
+                                      sources=["upload"], label="Your drawing (or an uploaded image)")  # fmt: skip
+                t = Slider(0, T, value=T // 2, step=1, label="Start the reverse process at t (the strength)")
+                note = gr.Markdown(demo.strength_note(h.first, T // 2))
+                inputs = [
+                    sketch,
+                    t,
+                    Radio(list(demo.SAMPLER_LABELS), value=next(iter(demo.SAMPLER_LABELS)), label="Sampler"),
+                    Slider(1, T, value=min(T, 50), step=1, label="Steps (respaced DDPM and DDIM)"),
+                    Number(label="Seed", value=0, precision=0, minimum=0, maximum=demo.MAX_SEED),
+                    Radio(list(demo.PRECISION_LABELS), value=demo.default_precision(), label="Network precision"),
+                ]
+                button = gr.Button("Noise it to t, then denoise", variant="primary")
+            with gr.Column(scale=2):
+                status = gr.Markdown("Left: your drawing x_0 · middle: x_t · right: the model's x_0.")
+                preview = gr.Image(label="x_0 → x_t → back to x_0", format="png", type="pil", interactive=False, height=320)
+        with gr.Row():
+            gif = gr.Image(label="The trajectory from x_t (GIF)", type="filepath", interactive=False, height=320)
+            download = gr.File(label="Download the GIF and frames", interactive=False)
+        gallery = gr.Gallery(label="Frames from t down to 0", format="png", columns=6, height="auto", object_fit="contain")
+    return button, t, note, inputs, [preview, status, gif, gallery, download]
+
+
 def image_picker(h: Handlers, held_out_label: str):
     """Held-out test images of the model's data by class, or an upload."""
     classes = list(demo.held_out_set(h.first).classes)
@@ -271,19 +330,24 @@ def build(default_model: str | None = None, workdir: str | None = None, allow_lo
         gr.Markdown(INTRO)
         box, load_button, bundled, info = model_row(h)
         gen_button, gen_inputs, gen_outputs = generate_tab(T)
+        draw_button, draw_t, draw_note, draw_inputs, draw_outputs = drawing_tab(h, T)
         fwd_button, fwd_inputs, fwd_outputs = forward_tab(h, T)
         _, class_name, _, _, t_slider, noise_seed = fwd_inputs
         sched_button, sched_outputs = schedule_tab()
         lk_button, lk_inputs, lk_outputs = likelihood_tab()
 
-        load_inputs, load_outputs = [box, model_state], [model_state, info, gen_inputs[3], t_slider, class_name]
+        load_inputs = [box, model_state]
+        load_outputs = [model_state, info, gen_inputs[3], t_slider, class_name, draw_t, draw_note]
         # one download or model load at a time; up to 4 generations take turns step by step (demo.Serialized), so
         # a new visitor's first frame comes after one step of each running request; the bound runs alone
         loading = {"concurrency_limit": 1, "concurrency_id": "load"}
         load_button.click(h.load_model, load_inputs, load_outputs, api_name="load_model", **loading)
         box.submit(h.load_model, load_inputs, load_outputs, **loading)  # Enter in the text box
         bundled.load_input_event.then(h.load_model, load_inputs, load_outputs, **loading)  # a click on a bundled example
-        gen_button.click(h.generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", concurrency_limit=4)
+        sampling = {"concurrency_limit": 4, "concurrency_id": "sampling"}  # Generate and the drawing share the 4
+        gen_button.click(h.generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)
+        draw_button.click(h.drawing, [model_state, *draw_inputs], draw_outputs, api_name="drawing", **sampling)
+        draw_t.input(h.strength, [model_state, draw_t], draw_note, api_name=False)
         fwd_button.click(h.forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
         t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs)
         sched_button.click(h.schedule, [model_state], sched_outputs, api_name="schedule")

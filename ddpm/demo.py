@@ -333,29 +333,41 @@ class Serialized:
         return getattr(self.network, name)
 
 
+def picture_scale(size: int, num_images: int) -> int:
+    """The upscaling of each image in a grid of `num_images`: about 64 px each for 16, 256 px for one."""
+    return auto_scale(size, max(64, 256 // math.ceil(math.sqrt(num_images))))
+
+
 def generate(
     model: LoadedModel,
     settings: Settings,
     workdir: str | Path,
     min_interval: float = 0.5,
-    start: tuple[torch.Tensor, int] | None = None,
-    lead: list[Image.Image] | None = None,
+    noised: tuple[torch.Tensor, int] | None = None,
 ) -> Iterator[Update]:
     """Run the sampler and stream: the first frame at once, then a preview every `min_interval` seconds, then
     the results.
 
     The last update carries the GIF of the trajectory (x_T -> x_0; with x_0 predictions beside it when asked),
     a gallery of PNG frames chosen evenly in log-SNR and captioned with t and SNR, and a zip of all of them.
-    `start = (x_t, t)` begins at time t from a given x_t; `lead` pictures stand left of the final image.
+    `noised = (x_0, t)` starts instead from x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at time t, eps being the
+    seed's first draw (the one Generate spends on x_T), and shows x_0 and x_t left of the final image.
     """
     workdir = Path(workdir)
     frames_dir = workdir / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
     unet, scheduler = model.unet, model.scheduler
     size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else max(unet.config.sample_size)
-    scale = auto_scale(size, 64)
     nrow = math.ceil(math.sqrt(settings.num_images))
+    scale = picture_scale(size, settings.num_images)
     steps = settings.num_steps if settings.sampler != "ddpm" else None
+    generator = torch.Generator().manual_seed(settings.seed)
+    start, lead = None, []
+    if noised is not None:
+        x0, t = noised
+        eps = torch.randn(x0.shape, generator=generator)
+        start = (model.scheduler.q_sample(x0, int(t) - 1, eps).to(x0.dtype), int(t))
+        lead = [grid(x0, nrow=nrow, scale=scale), grid(start[0].clamp(-1, 1), nrow=nrow, scale=scale)]
     times = frame_times(walk(scheduler.num_train_timesteps, settings.sampler, steps, None if start is None else start[1]))
     n = len(times) - 1
     keep_gif, keep_gallery = (
@@ -373,7 +385,6 @@ def generate(
     gif_frames: list[Image.Image] = []
     gallery: list[tuple[Image.Image, int]] = []
     start_time = last = time.perf_counter()
-    generator = torch.Generator().manual_seed(settings.seed)
     picture = None
     frames = trajectory(Serialized(unet), scheduler, settings.num_images, sampler=settings.sampler, num_inference_steps=steps,
                         eta=settings.eta, generator=generator, precision=settings.precision, start=start)  # fmt: skip
@@ -403,8 +414,8 @@ def generate(
         z.write(gif, gif.name)
         for path, _ in captions:
             z.write(path, f"frames/{Path(path).name}")
-    for picture_before in reversed(lead or []):
-        picture = side_by_side(picture_before, picture)
+    for before in reversed(lead):
+        picture = side_by_side(before, picture)
     status = f"done: {n} steps for {settings.num_images} image(s) in {elapsed:.1f} s (seed {settings.seed}, {settings.precision})"
     yield Update(picture, status, n, n, gif=str(gif), gallery=captions, download=str(zip_path))
 
@@ -478,6 +489,58 @@ def open_upload(path: str | None, max_pixels: int = MAX_UPLOAD_PIXELS) -> Image.
         raise ValueError(f"{name} is far larger than {side}x{side} pixels decoded: upload a smaller image") from None
     except (OSError, SyntaxError, DataError):
         raise ValueError(f"{name} is not an image this app can read: upload a PNG, JPEG, GIF or WebP") from None
+
+
+def drawing_image(image: Image.Image | None) -> Image.Image:
+    """A sketch (white strokes on the black canvas, or an image uploaded into it) as a plain image; an empty
+    canvas is an error. Transparent parts are the canvas: black, the background of the bundled data sets."""
+    if image is None:
+        raise ValueError("draw something first (or upload an image into the canvas)")
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    lo, hi = image.convert("L").getextrema()
+    if lo == hi:
+        raise ValueError("the canvas is empty: draw something first (or upload an image into it)")
+    return image
+
+
+def strength_note(model: LoadedModel, t: int) -> str:
+    """What starting the reverse process at time t keeps of the drawing: abar_t, the SNR, and in words."""
+    T = model.scheduler.num_train_timesteps
+    if not 0 <= int(t) <= T:
+        raise ValueError(f"t must be between 0 and {T}")
+    if int(t) == 0:
+        return "**t = 0**: no noise, nothing for the model to do: the result is your drawing."
+    abar = float(model.scheduler.alphas_cumprod[int(t) - 1])
+    snr = abar / (1 - abar)
+    if snr >= 1:
+        words = "more signal than noise: the model keeps your drawing and cleans it up"
+    elif snr >= 0.01:
+        words = "more noise than signal: only the rough shape of your drawing survives"
+    else:
+        words = "almost pure noise: the model forgets your drawing and makes an image of its own"
+    return f"**t = {int(t)}** of {T}: ᾱ_t = {abar:.4f}, SNR = ᾱ_t / (1 − ᾱ_t) = {snr:.3g}: {words}."
+
+
+def from_drawing(model: LoadedModel, image: Image.Image, t: int, settings: Settings, workdir: str | Path,
+                 min_interval: float = 0.5) -> Iterator[Update]:  # fmt: skip
+    """Your image through q and back through p_theta: x_0 (preprocessed as training data is) -> x_t (the closed
+    form, eps from the seed) -> x_0 again by the reverse process from t, streamed as `generate` streams.
+    At t = 0 the result is the input; at t = T it is Generate's image for that seed up to sqrt(abar_T) x_0."""
+    x0 = model_input(model, image)
+    strength_note(model, t)  # checks t
+    if int(t) == 0:
+        picture = grid(x0, scale=picture_scale(x0.shape[-1], 1))
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        gif = save_gif([picture], workdir / "trajectory.gif")
+        frame = workdir / "t=0000.png"
+        picture.save(frame)
+        gallery = [(str(frame), "t = 0 (x_0)")]
+        yield Update(picture, "done: t = 0, no steps: the input itself", 0, 0, gif=str(gif), gallery=gallery, download=str(gif))
+        return
+    yield from generate(model, settings, workdir, min_interval, noised=(x0, int(t)))
 
 
 def _x_t(model: LoadedModel, x0: torch.Tensor, t: int, seed: int) -> tuple[torch.Tensor, float]:

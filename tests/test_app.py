@@ -69,7 +69,7 @@ def expected_grid(model, seed, n, steps):
     x = sample(
         model.unet, model.scheduler, n, sampler="ddim", num_inference_steps=steps, generator=torch.Generator().manual_seed(seed)
     )
-    return np.asarray(demo.grid(x, nrow=int(np.ceil(np.sqrt(n))), scale=demo.auto_scale(model.unet.config.sample_size, 64)))
+    return np.asarray(demo.grid(x, nrow=int(np.ceil(np.sqrt(n))), scale=demo.picture_scale(model.unet.config.sample_size, n)))
 
 
 def test_generate_through_the_api(server, bundled):
@@ -195,6 +195,25 @@ def test_the_space_opens_on_fashion_mnist_with_its_held_out_test_images(server):
     assert np.array_equal(shown[: 28 * scale : scale, : 28 * scale : scale], boot)  # x_0 is that held-out boot
 
 
+def test_a_drawing_through_the_api(server, tmp_path):
+    client = Client(server["url"], verbose=False)
+    drawing = Image.new("RGBA", (280, 280))
+    drawing.paste((255, 255, 255, 255), (100, 40, 180, 240))  # a white bar on the transparent canvas
+    drawing.save(tmp_path / "bar.png")
+    sketch = {"background": None, "layers": [], "composite": handle_file(str(tmp_path / "bar.png"))}
+    preview, status, gif, gallery, _ = client.predict(sketch, 300, DDIM, 10, 5, FP32, api_name="/drawing")
+    assert status.startswith("done: 10 steps for 1 image(s)") and gallery[0]["caption"].startswith("t = 300 · SNR")
+    again = client.predict(sketch, 300, DDIM, 10, 5, FP32, api_name="/drawing")[0]
+    assert np.array_equal(np.asarray(Image.open(preview)), np.asarray(Image.open(again)))  # same seed, same result
+    zero = np.asarray(Image.open(client.predict(sketch, 0, DDIM, 10, 5, FP32, api_name="/drawing")[0]).convert("L"))
+    bar = demo.model_input(load_pipeline(demo.BUNDLED_MODEL), demo.drawing_image(drawing))
+    assert np.array_equal(zero, np.asarray(demo.grid(bar, scale=demo.picture_scale(28, 1))))  # t = 0: the input
+    Image.new("RGBA", (280, 280)).save(tmp_path / "empty.png")
+    with pytest.raises(Exception, match="the canvas is empty: draw something first"):
+        client.predict({**sketch, "composite": handle_file(str(tmp_path / "empty.png"))}, 300, DDIM, 10, 5, FP32,
+                       api_name="/drawing")  # fmt: skip
+
+
 def test_eight_clients_at_once_all_complete_correctly(server, bundled):
     proc = psutil.Process(server["proc"].pid)
     client = Client(server["url"], verbose=False)
@@ -235,6 +254,20 @@ def test_browser_click_generate(server, tmp_path):
         page.get_by_text("t = 0 (x_0)", exact=True).first.wait_for(timeout=60_000)
         assert page.locator("img[src*='0000.png']").count() >= 1
         page.screenshot(path=str(shot), full_page=True)
+        # the drawing tab: a stroke on the canvas, then noise it to t and bring it back
+        page.get_by_role("tab", name="Your drawing").click()
+        canvas = page.locator("canvas").first
+        canvas.wait_for(timeout=30_000)
+        box = canvas.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.2)
+        page.mouse.down()
+        for k in range(1, 11):
+            page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * (0.2 + 0.06 * k))
+        page.mouse.up()
+        page.get_by_role("button", name="Noise it to t, then denoise").click()
+        page.get_by_text("steps for 1 image(s)", exact=False).wait_for(timeout=120_000)
+        page.screenshot(path=str(shot.with_name("drawing.png")), full_page=True)
+        page.get_by_role("tab", name="Generate").click()
         # one click on a bundled example loads the article's T = 200 model, with its schedule warning
         page.get_by_text("pretrained/ddpm-digits-t200", exact=True).click()
         page.get_by_text("bundled digits model with the article's T = 200", exact=False).wait_for(timeout=60_000)

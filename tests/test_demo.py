@@ -45,8 +45,8 @@ def test_generate_streams_then_delivers_gif_gallery_and_zip(model, tmp_path):
     assert all(Path(p).suffix == ".png" for p, _ in last.gallery)
     with zipfile.ZipFile(last.download) as z:
         assert "trajectory.gif" in z.namelist() and "frames/t=0000.png" in z.namelist()
-    # 2 x 2 images of 8 px with 1 px borders, upscaled x8 with nearest neighbour; the x0 grid 8 px beside it
-    assert last.preview.size == (2 * (2 * 9 + 1) * 8 + 8, (2 * 9 + 1) * 8)
+    # 2 x 2 images of 8 px with 1 px borders, upscaled x16 (about 128 px each) with nearest neighbour; x0 beside it
+    assert last.preview.size == (2 * (2 * 9 + 1) * 16 + 8, (2 * 9 + 1) * 16)
 
 
 def test_frames_are_spread_evenly_in_log_snr():
@@ -74,7 +74,7 @@ def test_same_seed_same_images_as_diffusers_pipeline(model, model_dir, tmp_path)
     pipe = DDPMPipeline(unet=model.unet, scheduler=DiffusersDDPMScheduler.from_pretrained(model_dir, subfolder="scheduler"))
     pipe.set_progress_bar_config(disable=True)
     theirs = pipe(batch_size=4, generator=torch.Generator().manual_seed(11), num_inference_steps=30, output_type="pt").images
-    expected = np.asarray(demo.grid(theirs * 2 - 1, nrow=2, scale=8))
+    expected = np.asarray(demo.grid(theirs * 2 - 1, nrow=2, scale=demo.picture_scale(8, 4)))
     assert np.abs(ours.astype(int) - expected.astype(int)).max() <= 1
     again = list(demo.generate(model, settings, tmp_path / "again"))[-1]
     assert np.array_equal(np.asarray(Image.open(again.gallery[-1][0])), ours)
@@ -322,3 +322,62 @@ def test_a_hub_model_over_budget_is_refused_before_its_weights_are_downloaded(mo
         served = subprocess.run([sys.executable, "-c", script, "64"], env=env, capture_output=True, text=True, timeout=120)
         assert "LOADED 8" in served.stdout, served.stderr[-2000:]
         assert any(m == "GET" and p.endswith("/unet/diffusion_pytorch_model.safetensors") for m, p in hub.requests)
+
+
+# --------------------------------------------------------------------- your drawing through q and p_theta
+def final_tensor(update) -> np.ndarray:
+    return np.asarray(update.preview).astype(int)
+
+
+def test_a_drawing_is_noised_to_t_and_brought_back(model, tmp_path):
+    drawing = Image.new("L", (280, 280))
+    drawing.paste(255, (60, 40, 220, 240))  # a white block on the black canvas
+    settings = demo.check_settings(model, 4, 1, "ddpm", 30, 0, False)
+    first = list(demo.from_drawing(model, drawing, 12, settings, tmp_path / "a", min_interval=0.0))
+    again = list(demo.from_drawing(model, drawing, 12, settings, tmp_path / "b", min_interval=0.0))
+    assert first[-1].status.startswith("done: 12 steps") and first[0].status.startswith("step 0 of 12 · t = 12")
+    assert np.array_equal(final_tensor(first[-1]), final_tensor(again[-1]))  # same seed, same result
+    assert [c for _, c in first[-1].gallery][0].startswith("t = 12 · SNR")
+    x0 = demo.model_input(model, drawing)
+    input_picture = np.asarray(demo.grid(x0, scale=demo.picture_scale(8, 1)))
+    shown = final_tensor(first[-1])
+    assert np.array_equal(shown[:, : input_picture.shape[1]], input_picture)  # input | x_t | result, side by side
+    (zero,) = demo.from_drawing(model, drawing, 0, settings, tmp_path / "c")
+    assert np.array_equal(np.asarray(zero.preview), input_picture)  # t = 0: the input itself
+
+
+def test_a_drawing_from_t_equal_T_is_generates_image_for_that_seed(tmp_path):
+    m = load_pipeline(str(save_pipeline(tmp_path / "m", tiny_unet(), DDPMScheduler(num_train_timesteps=1000))))
+    settings = demo.check_settings(m, 9, 1, "ddim", 10, 0, False)
+    drawing = Image.new("L", (28, 28))
+    drawing.paste(255, (8, 4, 20, 24))
+    drawn = list(demo.from_drawing(m, drawing, 1000, settings, tmp_path / "d"))[-1]
+    plain = list(demo.generate(m, settings, tmp_path / "g"))[-1]
+    ours, theirs = final_tensor(drawn)[:, -plain.preview.width :], final_tensor(plain)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).mean() < 3  # x_T differs only by sqrt(abar_T) x_0 = 0.006 x_0: the same image
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "P", "I;16", "LA"])
+def test_any_image_mode_can_be_drawn_or_uploaded(model, mode, tmp_path):
+    a = np.zeros((40, 30, 4), dtype=np.uint8)
+    a[10:30, 5:25] = 255
+    image = Image.fromarray(a, "RGBA") if mode in ("RGBA", "LA") else Image.fromarray(a[..., :3], "RGB")
+    image = image.convert(mode) if mode != "I;16" else Image.fromarray(a[..., 0].astype(np.uint16) * 257)
+    x0 = demo.model_input(model, demo.drawing_image(image))
+    assert x0.shape == (1, 1, 8, 8) and x0.max() > 0 and x0.min() == -1  # strokes bright, canvas black
+
+
+def test_empty_or_missing_drawings_get_one_line(model):
+    with pytest.raises(ValueError, match="draw something first"):
+        demo.drawing_image(None)
+    with pytest.raises(ValueError, match="the canvas is empty"):
+        demo.drawing_image(Image.new("RGBA", (280, 280)))  # transparent: nothing drawn
+    with pytest.raises(ValueError, match="the canvas is empty"):
+        demo.drawing_image(Image.new("L", (280, 280), 255))
+    assert "keeps your drawing and cleans it up" in demo.strength_note(model, 1)
+    assert "**t = 0**" in demo.strength_note(model, 0)
+    with pytest.raises(ValueError, match="t must be between 0 and 30"):
+        demo.strength_note(model, 31)
+    big = demo.strength_note(load_pipeline(demo.BUNDLED_MODEL), 1000)
+    assert "forgets your drawing" in big and "SNR = ᾱ_t / (1 − ᾱ_t) = 4.0" in big
