@@ -6,6 +6,7 @@ this one machine (the median of per-pair ratios, with their range); no number he
     python -m benchmarks                      # everything (about 45 minutes on 2 CPU cores)
     python -m benchmarks --skip-speed         # quality only
     python -m benchmarks --model-t200 DIR     # also score a model trained with the article's T = 200
+    python -m benchmarks --skip-speed --skip-quality --update   # the 28 px Fashion-MNIST section alone (~30 min)
 """
 
 from __future__ import annotations
@@ -217,7 +218,8 @@ def bench_app(repeats: int) -> dict:
         first, total = [], []
         for r in range(repeats):
             t0 = time.perf_counter()
-            job = client.submit(r, 16, "DDPM ancestral, all T steps (Algorithm 2)", 50, 0.0, False, api_name="/generate")
+            ancestral, fp32 = "DDPM ancestral, all T steps (Algorithm 2)", "fp32: the same images as diffusers"
+            job = client.submit(r, 16, ancestral, 50, 0.0, False, fp32, api_name="/generate")
             t_first = None
             while not job.done():
                 if t_first is None and job.outputs():
@@ -515,13 +517,20 @@ def report(results: dict, made: list[str]) -> str:
             lines.append(f"| {name} | {lk['bits_per_dim']:.3f} | {lk['L_T']:.2e} | {lk['sum_L_t-1']:.3f} | {lk['L_0']:.3f} |")
         lines.append("")
         lines += ["![samples](samples_bundled.png)", ""]
+    if results.get("fashion"):
+        from benchmarks import fashion
+
+        lines += fashion.report(results["fashion"])
     lines += [f"![{m}]({m})" for m in made]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=demo.BUNDLED_MODEL)
+    p.add_argument("--model", default=demo.DIGITS_MODEL, help="the digits model of the speed-vs-diffusers and digits-FD sections")
+    p.add_argument("--fashion-model", default=demo.BUNDLED_MODEL, help="the 28 px model of the Fashion-MNIST section")
+    p.add_argument("--skip-fashion", action="store_true")
+    p.add_argument("--fashion-n", type=int, default=500, help="generated images per fashion-FD row")
     p.add_argument("--model-t200", default=None, help="a model trained with the article's T = 200, to compare")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
@@ -555,6 +564,15 @@ def main() -> None:
             steps_list=[10] if q else [10, 25, 50, 100],
             bpd_images=8 if q else 360,
             out_dir=out_dir,
+        )
+    if not a.skip_fashion:
+        from benchmarks import fashion
+
+        print("fashion-mnist 28 px: speed ...", flush=True)
+        results["fashion"] = {"speed": fashion.bench_speed(a.fashion_model, repeats=1 if q else 3)}
+        print("fashion-mnist 28 px: quality ...", flush=True)
+        results["fashion"]["quality"] = fashion.bench_quality(
+            a.fashion_model, n=32 if q else a.fashion_n, batch=250, bpd_images=8 if q else 100, out_dir=out_dir
         )
     made = plots(results, out_dir)
     out = out_dir / "RESULTS.md"

@@ -1,0 +1,319 @@
+"""The 28 px Fashion-MNIST model: its quality ("fashion-FD") and what a visitor of the free tier waits for.
+
+fashion-FD is a Fréchet distance in the 64-d penultimate features of a small CNN trained here on Fashion-MNIST's
+60,000 training images (Debian's dataset-fashion-mnist), between generated images and the 10,000 test images. The
+real-data floor scores as many training images through the same path. Speed: the network's achieved GFLOP/s per
+path (fp32, bf16) against this machine's measured matmul peak, the sampler's cost beyond the network, and the
+Space's own generate() from click to the finished GIF.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from benchmarks import quality as q
+from ddpm import demo
+from ddpm.data import load_arrays
+from ddpm.hub import load_pipeline
+from ddpm.likelihood import bits_per_dim
+from ddpm.limits import flops_per_image_step
+from ddpm.sampling import sample
+
+
+class FashionNet(nn.Module):
+    """A small CNN on 28x28 Fashion-MNIST; `features` is its 64-d penultimate layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.fc1 = nn.Linear(64 * 7 * 7, 64)
+        self.fc2 = nn.Linear(64, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.relu(self.fc1(x.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.features(x))
+
+
+def split_tensor(split: str) -> tuple[torch.Tensor, np.ndarray]:
+    """A Fashion-MNIST split in [-1, 1], [N, 1, 28, 28], as the model's training data (the same scaling)."""
+    arrays = load_arrays("fashion_mnist", split)
+    if arrays is None:
+        raise SystemExit("Fashion-MNIST is not on this machine: apt-get install dataset-fashion-mnist")
+    return torch.from_numpy(arrays.images).unsqueeze(1).float() / 127.5 - 1.0, arrays.labels
+
+
+def train_classifier(epochs: int = 3, seed: int = 0) -> tuple[FashionNet, float]:
+    torch.manual_seed(seed)
+    xtr, ytr = split_tensor("train")
+    xte, yte = split_tensor("test")
+    ytr_t = torch.from_numpy(ytr.astype(np.int64))
+    net = FashionNet()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xtr), generator=g)
+        for i in range(0, len(perm), 128):
+            idx = perm[i : i + 128]
+            loss = F.cross_entropy(net(xtr[idx] + 0.05 * torch.randn(xtr[idx].shape, generator=g)), ytr_t[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        acc = float((torch.cat([net(xte[i : i + 1000]) for i in range(0, len(xte), 1000)]).argmax(1).numpy() == yte).mean())
+    return net, acc
+
+
+@torch.no_grad()
+def features(net: FashionNet, x: torch.Tensor) -> np.ndarray:
+    return torch.cat([net.features(x[i : i + 1000].clamp(-1, 1)) for i in range(0, len(x), 1000)]).double().numpy()
+
+
+@torch.no_grad()
+def class_histogram(net: FashionNet, x: torch.Tensor) -> list[int]:
+    return np.bincount(net(x.clamp(-1, 1)).argmax(1).numpy(), minlength=10).tolist()
+
+
+def generate_many(m, n: int, batch: int, seed: int = 1000, **kwargs) -> torch.Tensor:
+    return torch.cat(
+        [
+            sample(m.unet, m.scheduler, min(batch, n - i), generator=torch.Generator().manual_seed(seed + i), **kwargs)
+            for i in range(0, n, batch)
+        ]
+    )
+
+
+def bench_quality(model_dir: str, n: int, batch: int, bpd_images: int, out_dir, bootstrap: int = 200) -> dict:
+    t0 = time.perf_counter()
+    net, acc = train_classifier()
+    print(f"  fashion classifier: test accuracy {acc:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    m = load_pipeline(model_dir)
+    x_test, _ = split_tensor("test")
+    x_train, _ = split_tensor("train")
+    f_test = features(net, x_test)
+    idx = torch.from_numpy(np.random.default_rng(0).permutation(len(x_train))[:n])
+    f_floor = features(net, x_train[idx])
+    floor, floor_boot = q.frechet_distance(f_floor, f_test), q.bootstrap_fd(f_floor, f_test, bootstrap)
+    print(f"  floor {floor:.2f} ± {floor_boot.std():.2f} at n = {n}", flush=True)
+    rows, boots = {}, {}
+    T = m.scheduler.num_train_timesteps
+    plan = [
+        ("ddpm-full", {}),
+        ("ddim-50", {"sampler": "ddim", "num_inference_steps": 50}),
+        ("ddim-50-bf16", {"sampler": "ddim", "num_inference_steps": 50, "precision": "bf16"}),
+        ("respaced-100", {"sampler": "respaced", "num_inference_steps": 100}),
+    ]
+    for key, kwargs in plan:
+        t1 = time.perf_counter()
+        x = generate_many(m, n, batch, **kwargs)
+        seconds = time.perf_counter() - t1
+        f = features(net, x)
+        boots[key] = q.bootstrap_fd(f, f_test, bootstrap)
+        rows[key] = {
+            "fd": q.frechet_distance(f, f_test),
+            "fd_sd": float(boots[key].std()),
+            "seconds": seconds,
+            "steps": kwargs.get("num_inference_steps", T),
+            "classes": class_histogram(net, x),
+        }
+        print(f"  {key}: fashion-FD {rows[key]['fd']:.2f} ± {rows[key]['fd_sd']:.2f} ({seconds:.0f} s)", flush=True)
+        if key == "ddpm-full":
+            demo.grid(x[:64], nrow=8, scale=3).save(out_dir / "samples_fashion.png")
+    full = rows["ddpm-full"]["fd"]
+    targets = {
+        "full_x_floor": [full / floor, *q_ratio(boots["ddpm-full"], floor_boot)],
+        "ddim50_x_full": [rows["ddim-50"]["fd"] / full, *q_ratio(boots["ddim-50"], boots["ddpm-full"])],
+        "bf16_x_fp32_ddim50": [
+            rows["ddim-50-bf16"]["fd"] / rows["ddim-50"]["fd"],
+            *q_ratio(boots["ddim-50-bf16"], boots["ddim-50"]),
+        ],
+    }
+    x0 = x_test[:bpd_images]
+    terms = [
+        bits_per_dim(m.unet, m.scheduler, x0[i : i + batch], generator=torch.Generator().manual_seed(i))
+        for i in range(0, len(x0), batch)
+    ]
+    total, prior, dec = (torch.cat([getattr(b, k) for b in terms]).mean().item() for k in ("total", "prior", "decoder"))
+    likelihood = {"images": bpd_images, "bits_per_dim": total, "L_T": prior, "L_0": dec, "sum_L_t-1": total - prior - dec}
+    print(f"  bits/dim {total:.3f} on {bpd_images} test images ({time.perf_counter() - t0:.0f} s for this section)", flush=True)
+    return {
+        "classifier_accuracy": acc,
+        "n": n,
+        "floor": floor,
+        "floor_sd": float(floor_boot.std()),
+        "bootstrap": bootstrap,
+        "rows": rows,
+        "targets": targets,
+        "likelihood": likelihood,
+    }
+
+
+def q_ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(num / den, [5, 95])
+    return float(lo), float(hi)
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 1024, repeats: int = 20) -> float:
+    """This machine's measured matmul GFLOP/s in `dtype` (the best of `repeats`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = min(timed_once(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def timed_once(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+@torch.inference_mode()
+def bench_speed(model_dir: str, repeats: int = 3) -> dict:
+    """The 28 px model at batch 16: the network per path, the whole sampler, and the Space's generate()."""
+    m = load_pipeline(model_dir)
+    cfg = m.unet.config
+    flops = 16 * flops_per_image_step(dict(cfg))
+    x, t = torch.randn(16, cfg.in_channels, cfg.sample_size, cfg.sample_size), torch.tensor(500)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    out = {"batch": 16, "gflop_per_step": flops / 1e9, "peaks": peaks, "network": {}, "sampler": {}, "space": {}}
+    for precision in ("fp32", "bf16"):
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.autocast("cpu", enabled=False)
+        with ctx:
+            for _ in range(5):
+                m.unet(x, t)
+            ms = 1000 * statistics.median(timed_once(lambda: m.unet(x, t)) for _ in range(50))
+        out["network"][precision] = {"ms": ms, "gflops": flops / 1e6 / ms, "share_of_peak": flops / 1e6 / ms / peaks[precision]}
+        total = statistics.median(
+            timed_once(
+                lambda p=precision: sample(m.unet, m.scheduler, 16, generator=torch.Generator().manual_seed(0), precision=p)
+            )
+            for _ in range(repeats)
+        )
+        out["sampler"][precision] = {"seconds": total, "beyond_network": 1 - ms * m.scheduler.num_train_timesteps / 1000 / total}
+        print(
+            f"  {precision}: network {ms:.1f} ms/step ({flops / 1e6 / ms:.0f} GFLOP/s, "
+            f"{100 * flops / 1e6 / ms / peaks[precision]:.0f}% of {peaks[precision]:.0f}), sampler {total:.1f} s",
+            flush=True,
+        )
+    for label, settings in [
+        ("full-fp32", (0, 16, "ddpm", 1000, 0.0, False, "fp32")),
+        ("full-bf16", (0, 16, "ddpm", 1000, 0.0, False, "bf16")),
+        ("ddim50-fp32", (0, 16, "ddim", 50, 0.0, False, "fp32")),
+        ("ddim50-bf16", (0, 16, "ddim", 50, 0.0, False, "bf16")),
+    ]:
+        s = demo.check_settings(m, *settings)
+        runs = []
+        for _ in range(1 if label.startswith("full") else repeats):
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                first = None
+                for _update in demo.generate(m, s, tmp):
+                    first = first or time.perf_counter() - t0
+                runs.append((first, time.perf_counter() - t0))
+        out["space"][label] = {
+            "first_frame": statistics.median(r[0] for r in runs),
+            "finished": statistics.median(r[1] for r in runs),
+        }
+        print(f"  space {label}: first frame {runs[-1][0]:.3f} s, GIF ready {runs[-1][1]:.1f} s", flush=True)
+    x32 = sample(m.unet, m.scheduler, 16, sampler="ddim", num_inference_steps=50, generator=torch.Generator().manual_seed(0))
+    x16 = sample(
+        m.unet,
+        m.scheduler,
+        16,
+        sampler="ddim",
+        num_inference_steps=50,
+        generator=torch.Generator().manual_seed(0),
+        precision="bf16",
+    )
+    d = ((x16 - x32) / 2).abs()  # on [0, 1] pixels
+    out["bf16_vs_fp32"] = {"max_abs": float(d.max()), "mean_abs": float(d.mean())}
+    return out
+
+
+def report(f: dict) -> list[str]:
+    lines = ["## The 28 px Fashion-MNIST model (the Space's default)", ""]
+    sp = f.get("speed")
+    if sp:
+        lines += [
+            "What a visitor of the free tier (2 vCPU) waits for, measured through the Space's own `generate()` (16 "
+            "images, GIF and gallery included); goals: all 1000 steps at most 30 s, DDIM-50 at most 2 s, first frame "
+            "under 0.5 s.",
+            "",
+            "| path | first frame | finished | goal |",
+            "|---|---|---|---|",
+        ]
+        goals = {"full": 30.0, "ddim50": 2.0}
+        for label, r in sp["space"].items():
+            goal = goals[label.split("-")[0]]
+            ok = r["finished"] <= goal and r["first_frame"] < 0.5
+            lines.append(
+                f"| {label} | {r['first_frame']:.2f} s | **{r['finished']:.1f} s** | {goal:g} s: {'met' if ok else 'not met'} |"
+            )
+        lines += [
+            "",
+            f"The network (batch 16, {sp['gflop_per_step']:.2f} GFLOP a step, counted by torch's FLOP counter):",
+            "",
+            "| precision | ms / step | GFLOP/s | share of the matmul peak | whole sampler, 1000 steps | beyond the network |",
+            "|---|---|---|---|---|---|",
+        ]
+        for p, r in sp["network"].items():
+            s = sp["sampler"][p]
+            lines.append(
+                f"| {p} | {r['ms']:.1f} | {r['gflops']:.0f} | {100 * r['share_of_peak']:.0f}% of {sp['peaks'][p]:.0f} | "
+                f"{s['seconds']:.1f} s | {100 * s['beyond_network']:.0f}% |"
+            )
+        d = sp["bf16_vs_fp32"]
+        lines += [
+            "",
+            f"bf16 against fp32 (DDIM-50, same seed, [0, 1] pixels): max |diff| {d['max_abs']:.3f}, mean "
+            f"{d['mean_abs']:.4f}. fp32 stays selectable as the mode whose images equal diffusers'.",
+            "",
+        ]
+    qual = f.get("quality")
+    if qual:
+        tg = qual["targets"]
+        lines += [
+            f"Quality: fashion-FD of **{qual['n']}** generated images against the 10,000 test images (classifier test "
+            f"accuracy {qual['classifier_accuracy']:.3f}); ± is the sd over {qual['bootstrap']} bootstrap resamples. "
+            f"Real-data floor ({qual['n']} training images, same path): **{qual['floor']:.2f} ± {qual['floor_sd']:.2f}**. "
+            "Every row starts from the same noise.",
+            "",
+            "| sampler | steps | fashion-FD | x floor | seconds | classes (T-shirt ... Ankle boot) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for k, r in qual["rows"].items():
+            lines.append(
+                f"| {k} | {r['steps']} | {r['fd']:.2f} ± {r['fd_sd']:.2f} | {r['fd'] / qual['floor']:.2f} | "
+                f"{r['seconds']:.0f} | {' '.join(map(str, r['classes']))} |"
+            )
+        x, lo, hi = tg["full_x_floor"]
+        r50, lo50, hi50 = tg["ddim50_x_full"]
+        b, blo, bhi = tg["bf16_x_fp32_ddim50"]
+        lines += [
+            "",
+            f"Targets (bootstrap 90% interval in brackets): full-T at most 2.0x the floor: {'met' if x <= 2 else 'not met'} "
+            f"({x:.2f}x, {lo:.2f}-{hi:.2f}); DDIM-50 at most 1.3x full-T: {'met' if r50 <= 1.3 else 'not met'} "
+            f"({r50:.2f}x, {lo50:.2f}-{hi50:.2f}); bf16 DDIM-50 against fp32: {b:.2f}x ({blo:.2f}-{bhi:.2f}).",
+            "",
+        ]
+        lk = qual["likelihood"]
+        lines += [
+            f"Bound on {lk['images']} test images: **{lk['bits_per_dim']:.3f} bits/dim** (L_T {lk['L_T']:.2e}, "
+            f"sum L_(t-1) {lk['sum_L_t-1']:.3f}, L_0 {lk['L_0']:.3f}).",
+            "",
+            "![samples](samples_fashion.png)",
+            "",
+        ]
+    return lines
