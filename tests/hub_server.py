@@ -1,6 +1,7 @@
 """A small Hugging Face Hub on 127.0.0.1 for tests: the HTTP endpoints the real `huggingface_hub` client calls for
 create_repo, upload_folder (preupload, LFS batch + basic transfer, commit) and snapshot_download /
-hf_hub_download (revision info, resolve with HEAD and GET). Repos live in memory. Clients must set
+hf_hub_download (revision info, resolve with HEAD and GET), for model and Space repos (Space variables too).
+Repos live in memory. Clients must set
 HF_ENDPOINT to `server.url` and HF_HUB_DISABLE_XET=1 (the Xet storage protocol is not spoken here).
 
 Writes require `Authorization: Bearer <token>` with the server's token; every request is recorded.
@@ -23,12 +24,18 @@ class Repo:
     files: dict[str, bytes] = field(default_factory=dict)
     commits: list[str] = field(default_factory=list)
     private: bool = False
+    sdk: str | None = None  # Spaces only
+    variables: dict[str, str] = field(default_factory=dict)  # Spaces only
+
+
+KINDS = "(models|spaces)"  # the API's plural for each repo type
 
 
 class FakeHub:
     def __init__(self, token: str = "hf_test_token"):
         self.token = token
-        self.repos: dict[str, Repo] = {}
+        self.repos: dict[str, Repo] = {}  # model repos
+        self.spaces: dict[str, Repo] = {}
         self.lfs: dict[str, bytes] = {}
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.Lock()
@@ -99,6 +106,9 @@ class FakeHub:
             self._error(h, 500, f"fake hub error: {e!r}")
 
     # ------------------------------------------------------------------ routes
+    def _store(self, kind: str) -> dict[str, Repo]:
+        return self.spaces if kind in ("spaces", "space") else self.repos
+
     def _route(self, h, method, path, body):
         head = method == "HEAD"
         if method == "POST" and path == "/api/repos/create":
@@ -106,18 +116,35 @@ class FakeHub:
                 return self._error(h, 401, "Invalid credentials")
             data = json.loads(body)
             repo_id = f"{data['organization']}/{data['name']}" if data.get("organization") else data["name"]
-            if data.get("type", "model") != "model":
-                return self._error(h, 400, "only model repos here")
+            kind = data.get("type", "model")
+            if kind not in ("model", "space"):
+                return self._error(h, 400, f"repo type {kind} is not served here")
+            if kind == "space" and not data.get("sdk"):
+                return self._error(h, 400, "a Space needs an sdk")
+            url = f"{self.url}/{'spaces/' if kind == 'space' else ''}{repo_id}"
+            store = self._store(kind)
             with self.lock:
-                if repo_id in self.repos:
-                    return self._error(h, 409, "You already created this model repo")
-                self.repos[repo_id] = Repo(private=bool(data.get("private")))
-            return self._reply(h, 200, {"url": f"{self.url}/{repo_id}", "name": repo_id})
+                if repo_id in store:  # the real Hub's reply: 409 with the existing repo's url
+                    return self._reply(h, 409, {"error": f"You already created this {kind} repo", "url": url},
+                                       {"X-Error-Message": f"You already created this {kind} repo"})  # fmt: skip
+                store[repo_id] = Repo(private=bool(data.get("private")), sdk=data.get("sdk"))
+            return self._reply(h, 200, {"url": url, "name": repo_id})
 
         if method == "POST" and path == "/api/validate-yaml":
             return self._validate_card(h, json.loads(body)["content"])
 
-        m = re.fullmatch(r"/api/models/(.+?)/preupload/([^/]+)", path)
+        m = re.fullmatch(r"/api/spaces/(.+?)/variables", path)
+        if m and method == "POST":
+            if not self._authorized(h):
+                return self._error(h, 401, "Invalid credentials")
+            space = self.spaces.get(m.group(1))
+            if space is None:
+                return self._error(h, 404, "Repository not found")
+            data = json.loads(body)
+            space.variables[data["key"]] = data["value"]
+            return self._reply(h, 200, {k: {"value": v} for k, v in space.variables.items()})
+
+        m = re.fullmatch(rf"/api/{KINDS}/(.+?)/preupload/([^/]+)", path)
         if m and method == "POST":
             files = json.loads(body)["files"]
             return self._reply(
@@ -135,7 +162,7 @@ class FakeHub:
                 },
             )
 
-        m = re.fullmatch(r"/(.+?)\.git/info/lfs/objects/batch", path)
+        m = re.fullmatch(r"/(?:spaces/)?(.+?)\.git/info/lfs/objects/batch", path)
         if m and method == "POST":
             if not self._authorized(h):
                 return self._error(h, 401, "Invalid credentials")
@@ -154,11 +181,11 @@ class FakeHub:
             self.lfs[m.group(1)] = body
             return self._reply(h, 200, b"")
 
-        m = re.fullmatch(r"/api/models/(.+?)/commit/([^/]+)", path)
+        m = re.fullmatch(rf"/api/{KINDS}/(.+?)/commit/([^/]+)", path)
         if m and method == "POST":
             if not self._authorized(h):
                 return self._error(h, 401, "Invalid credentials")
-            repo = self.repos.get(m.group(1))
+            repo = self._store(m.group(1)).get(m.group(2))
             if repo is None:
                 return self._error(h, 404, "Repository not found")
             for line in body.decode().splitlines():
@@ -177,14 +204,15 @@ class FakeHub:
                 + str(len(repo.commits)).encode()
             ).hexdigest()
             repo.commits.append(sha)
-            return self._reply(h, 200, {"commitUrl": f"{self.url}/{m.group(1)}/commit/{sha}", "commitOid": sha})
+            prefix = "spaces/" if m.group(1) == "spaces" else ""
+            return self._reply(h, 200, {"commitUrl": f"{self.url}/{prefix}{m.group(2)}/commit/{sha}", "commitOid": sha})
 
-        m = re.fullmatch(r"/api/models/(.+?)/tree/([^/]+)(?:/(.*))?", path)
+        m = re.fullmatch(rf"/api/{KINDS}/(.+?)/tree/([^/]+)(?:/(.*))?", path)
         if m and method == "GET":
-            repo = self._readable(h, m.group(1))
+            repo = self._readable(h, m.group(2), m.group(1))
             if repo is None:
                 return self._error(h, 404, "Repository not found")
-            prefix = (unquote(m.group(3)).rstrip("/") + "/") if m.group(3) else ""
+            prefix = (unquote(m.group(4)).rstrip("/") + "/") if m.group(4) else ""
             entries = [
                 {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
                 for name, data in sorted(repo.files.items())
@@ -192,30 +220,26 @@ class FakeHub:
             ]
             return self._reply(h, 200, entries)
 
-        m = re.fullmatch(r"/api/models/(.+?)(?:/revision/([^/]+))?", path)
+        m = re.fullmatch(rf"/api/{KINDS}/(.+?)(?:/revision/([^/]+))?", path)
         if m and method == "GET":
-            repo = self._readable(h, m.group(1))
+            repo = self._readable(h, m.group(2), m.group(1))
             if repo is None:
                 return self._error(h, 404, "Repository not found", head)
             sha = repo.commits[-1] if repo.commits else "0" * 40
-            return self._reply(
-                h,
-                200,
-                {
-                    "id": m.group(1),
-                    "modelId": m.group(1),
-                    "sha": sha,
-                    "private": repo.private,
-                    "siblings": [{"rfilename": name} for name in sorted(repo.files)],
-                },
-            )
+            siblings = [{"rfilename": n} for n in sorted(repo.files)]
+            info = {"id": m.group(2), "sha": sha, "private": repo.private, "siblings": siblings}
+            if m.group(1) == "models":
+                info["modelId"] = m.group(2)
+            else:
+                info["sdk"] = repo.sdk
+            return self._reply(h, 200, info)
 
-        m = re.fullmatch(r"/(.+?)/resolve/([^/]+)/(.+)", path)
+        m = re.fullmatch(r"/(spaces/)?(.+?)/resolve/([^/]+)/(.+)", path)
         if m and method in ("GET", "HEAD"):
-            repo = self._readable(h, m.group(1))
+            repo = self._readable(h, m.group(2), "spaces" if m.group(1) else "models")
             if repo is None:
                 return self._reply(h, 404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"}, head=head)
-            name = unquote(m.group(3))
+            name = unquote(m.group(4))
             if name not in repo.files:
                 return self._reply(h, 404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"}, head=head)
             data = repo.files[name]
@@ -250,8 +274,8 @@ class FakeHub:
             return self._reply(h, 400, {"errors": [{"message": e} for e in errors]})
         return self._reply(h, 200, {"errors": [], "warnings": []})
 
-    def _readable(self, h, repo_id) -> Repo | None:
-        repo = self.repos.get(repo_id)
+    def _readable(self, h, repo_id, kind: str = "models") -> Repo | None:
+        repo = self._store(kind).get(repo_id)
         if repo is None or (repo.private and not self._authorized(h)):
             return None
         return repo
