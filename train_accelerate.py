@@ -59,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     from ddpm.training import train
 
     try:
-        train(TrainConfig(**vars(args)))
+        summary = train(TrainConfig(**vars(args)))
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if summary.get("push_failed") else 0  # the model is saved; the printed line says how to retry
 
 
 if __name__ == "__main__":

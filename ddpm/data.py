@@ -147,6 +147,29 @@ class LabelledArrays:
     classes: tuple[str, ...]
 
 
+def describe_dataset(dataset_name: str | None, split: str, count: int) -> tuple[str, str | None]:
+    """(source, split, count and licence of the training data in a sentence; its Hub id) for a model card."""
+    if dataset_name in (None, DIGITS):
+        return (
+            f"scikit-learn's bundled 8x8 handwritten digits (the UCI ML hand-written digits test set: 1,797 images, "
+            f"10 classes, CC BY 4.0), split **{split}**: {count:,} images (a fixed stratified 80/20 split; the 360 test "
+            "images are held out). Bright strokes on black, 17 grey levels scaled to 0-255.",
+            None,
+        )
+    if dataset_name in FASHION_MNIST_NAMES:
+        return (
+            f"Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, Zalando Research; MIT licence): 28x28 grayscale images of "
+            f"clothing in 10 classes (T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, Shirt, Sneaker, Bag, Ankle "
+            f"boot), split **{split}**: {count:,} images; the 10,000 test images are held out. Read offline from the "
+            "original IDX files (Debian's dataset-fashion-mnist), the same data as the Hub's zalando-datasets/fashion_mnist.",
+            FASHION_MNIST_HUB,
+        )
+    return (
+        f"`{dataset_name}`, split **{split}**: {count:,} images.",
+        dataset_name if dataset_name and "/" in dataset_name else None,
+    )
+
+
 HELD_OUT = "held_out.npz"  # a model folder's few test images, for the app's forward-process and likelihood views
 
 

@@ -234,6 +234,16 @@ def push_to_hub(
     )
 
 
+CITATION = """@inproceedings{ho2020denoising,
+  title     = {Denoising Diffusion Probabilistic Models},
+  author    = {Ho, Jonathan and Jain, Ajay and Abbeel, Pieter},
+  booktitle = {Advances in Neural Information Processing Systems},
+  volume    = {33},
+  pages     = {6840--6851},
+  year      = {2020}
+}"""
+
+
 def write_model_card(
     output_dir: str | os.PathLike,
     *,
@@ -245,11 +255,19 @@ def write_model_card(
     resolution: int,
     sample_image: str | None = "samples.png",
     license: str = "mit",
+    data_description: str | None = None,
+    hub_dataset: str | None = None,
+    trained: str | None = None,
+    quality: str | None = None,
 ) -> Path:
-    """README.md with the Hub's YAML metadata, samples, the training arguments and how to use the model."""
+    """README.md with the Hub's YAML metadata, samples, the data, how it trained, quality, use, limits, citation.
+
+    `data_description`: source, split, count and licence of the data; `trained`: where and how long it trained;
+    `quality`: measured figures (markdown), e.g. from benchmarks/.
+    """
     name = repo_id or Path(output_dir).name
     source = repo_id or Path(output_dir).as_posix()  # what the app and diffusers load: the Hub repo, else the folder
-    hub_dataset = dataset if "/" in dataset else None
+    hub_dataset = hub_dataset or (dataset if "/" in dataset else None)
     meta = [
         "---",
         "library_name: diffusers",
@@ -267,11 +285,23 @@ def write_model_card(
 # {name}
 
 A Denoising Diffusion Probabilistic Model (Ho et al. 2020) trained on **{dataset}** at {resolution}x{resolution}
-with [ddpm-space](https://huggingface.co/spaces) (`train_accelerate.py`): a diffusers `UNet2DModel`
-({num_parameters / 1e6:.2f} M parameters) and a DDPM scheduler written from the article's equations.
-Weights are the EMA of the training weights. Final training loss (L_gamma, last logging window): {loss}.
+with ddpm-space's `train_accelerate.py`: a diffusers `UNet2DModel` ({num_parameters / 1e6:.2f} M parameters) and a
+DDPM scheduler written from the paper's equations (it loads in diffusers' `DDPMScheduler` too). Weights are the EMA of
+the training weights. Final training loss (L_gamma, last logging window): {loss}.
 
 {f"![samples]({sample_image})" if sample_image else ""}
+
+## Data
+
+{data_description or f"`{dataset}`, as given to `train_accelerate.py` (see the arguments below)."}
+
+## Training
+
+{trained or "See the arguments below; `python train_accelerate.py` with them reproduces the run."}
+
+## Quality
+
+{quality or "Not measured for this model: `python -m benchmarks` measures the bundled models' sample quality and bound."}
 
 ## Use it
 
@@ -291,11 +321,24 @@ pipe = DDPMPipeline.from_pretrained("{source}")
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
 ```
 
+## Limitations
+
+An unconditional model of its training data at {resolution}x{resolution}: it cannot be steered to a class or a
+prompt, knows nothing beyond that data, and its samples show the data set's biases. Ancestral sampling takes all T
+network evaluations; DDIM or respaced sampling is faster and a little worse (see Quality). Not for any use where
+a generated image could be mistaken for a real one.
+
 ## Training arguments
 
 | argument | value |
 |---|---|
 {args}
+
+## Citation
+
+```bibtex
+{CITATION}
+```
 """
     path = Path(output_dir) / "README.md"
     path.write_text("\n".join(meta) + "\n" + body)

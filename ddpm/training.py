@@ -102,6 +102,17 @@ class TrainConfig:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "hub_token"}
 
 
+def machine_name() -> str:
+    """The CPU's model name and thread count, or the GPU's name: where a model trained, for its card."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = "CPU"
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
 def check_distributed(accelerator) -> None:
     """Fail clearly when `accelerate launch` started several processes that cannot talk to each other."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -214,13 +225,18 @@ def _write_held_out(cfg: TrainConfig, out: Path) -> None:
         data_lib.save_held_out(out / data_lib.HELD_OUT, data_lib.held_out_examples(test))
 
 
-def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, dataset_label: str, final: bool):
+def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, dataset_label: str, final: bool,
+                 num_images: int = 0, trained: str | None = None):  # fmt: skip
     model = _ema_weights(accelerator, unet, ema)
     save_pipeline(out, model, scheduler)
     _write_held_out(cfg, out)
     sampler, steps = ("ddpm", None) if final else (cfg.eval_sampler, cfg.eval_steps)
     if cfg.eval_batch_size > 0:
         _sample_grid(model, scheduler, cfg, sampler, steps).save(out / "samples.png")
+    if cfg.train_data_dir:
+        described, hub_dataset = f"The images of a local folder ({Path(cfg.train_data_dir).name}): {num_images:,}.", None
+    else:
+        described, hub_dataset = data_lib.describe_dataset(cfg.dataset_name, cfg.dataset_split, num_images)
     write_model_card(
         out,
         repo_id=cfg.hub_model_id,
@@ -230,7 +246,29 @@ def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, 
         num_parameters=count_parameters(model),
         resolution=cfg.resolution,
         sample_image="samples.png" if cfg.eval_batch_size > 0 else None,
+        data_description=described,
+        hub_dataset=hub_dataset,
+        trained=trained,
     )
+
+
+def _push_final(out: Path, cfg: TrainConfig, accelerator) -> str | None:
+    """Push the saved model; a failed push is one line that says the model is safe and how to retry the upload."""
+    from huggingface_hub import constants
+
+    token = cfg.hub_token or os.environ.get("HF_TOKEN")
+    try:
+        commit = push_to_hub(out, cfg.hub_model_id, token, cfg.hub_private_repo, commit_message="Upload trained DDPM")
+    except Exception as e:  # noqa: BLE001 - network, auth, server: the training is done and saved either way
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        excludes = " ".join(f'--exclude "{p}"' for p in ("checkpoints/*", "logs/*"))
+        accelerator.print(
+            f"error: the model is saved at {out}, but the upload to {cfg.hub_model_id} failed: {reason}. "
+            f"Retry the upload alone with: hf upload {cfg.hub_model_id} {out} . {excludes}"
+        )
+        return None
+    accelerator.print(f"pushed to {constants.ENDPOINT.rstrip('/')}/{cfg.hub_model_id}")
+    return getattr(commit, "oid", None)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -241,6 +279,7 @@ def train(cfg: TrainConfig) -> dict:
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
+    t_run = time.perf_counter()
     out = Path(cfg.output_dir)
     if cfg.push_to_hub and not cfg.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id USER/NAME")
@@ -383,7 +422,7 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.checkpointing_steps and global_step % cfg.checkpointing_steps == 0 and global_step < max_steps:
             save_checkpoint(accelerator, out, global_step, cfg.checkpoints_total_limit)
             if cfg.push_checkpoints and cfg.push_to_hub and accelerator.is_main_process:
-                _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, final=False)
+                _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, False, len(data))
                 push_to_hub(
                     out,
                     cfg.hub_model_id,
@@ -418,12 +457,15 @@ def train(cfg: TrainConfig) -> dict:
         "images_per_s": timed_steps * images_per_step / timed_seconds if timed_seconds else None,
     }
     if accelerator.is_main_process:
-        _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, final=True)
-        if cfg.push_to_hub:
-            token = cfg.hub_token or os.environ.get("HF_TOKEN")
-            commit = push_to_hub(out, cfg.hub_model_id, token, cfg.hub_private_repo, commit_message="Upload trained DDPM")
-            summary["hub_commit"] = getattr(commit, "oid", None)
-            accelerator.print(f"pushed to https://huggingface.co/{cfg.hub_model_id}")
+        trained = (
+            f"{global_step} steps of {images_per_step} images ({global_step * images_per_step / len(data):.1f} epochs); "
+            f"this run did steps {first_step + 1}-{global_step} in {(time.perf_counter() - t_run) / 60:.0f} min of wall "
+            f"clock on {world} process(es), {accelerator.device} ({machine_name()})."
+        )
+        _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, True, len(data), trained)
         accelerator.print(f"saved the model to {out} (final loss {last_loss})")
+        if cfg.push_to_hub:
+            summary["hub_commit"] = _push_final(out, cfg, accelerator)
+            summary["push_failed"] = summary["hub_commit"] is None
     accelerator.end_training()
     return summary

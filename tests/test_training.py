@@ -155,7 +155,13 @@ def pushed(tmp_path_factory):
                     "m = load_pipeline('alice/ddpm-test'); print('PULLED', weights_digest(m.unet), m.path)"], env)  # fmt: skip
         bad = run([PY, "-c", "from ddpm.hub import load_pipeline\ntry:\n load_pipeline('alice/nope')\n"
                    "except Exception as e: print('ERR', type(e).__name__, e)"], env)  # fmt: skip
-        yield {"out": out, "hub": hub, "train": r, "pull": pull, "bad": bad, "env": env}
+        commits_first = len(hub.repos["alice/ddpm-test"].commits)
+        again = run(train_cmd(tmp / "again", "--max_train_steps", "4", "--checkpointing_steps", "2", "--push_to_hub",
+                              "--push_checkpoints", "--hub_model_id", "alice/ddpm-test"), env)  # fmt: skip
+        failed = run(train_cmd(tmp / "failed", "--max_train_steps", "2", "--push_to_hub", "--hub_model_id", "alice/other"),
+                     {**env, "HF_TOKEN": "hf_wrong"})  # fmt: skip
+        yield {"out": out, "hub": hub, "train": r, "pull": pull, "bad": bad, "env": env, "again": again,
+               "failed": failed, "tmp": tmp, "commits_first": commits_first}  # fmt: skip
 
 
 def test_push_uploads_the_model_folder_only(pushed):
@@ -173,6 +179,26 @@ def test_push_uploads_the_model_folder_only(pushed):
     )
 
 
+def test_a_second_push_and_checkpoint_pushes_go_to_the_same_repo(pushed):
+    assert pushed["again"].returncode == 0, pushed["again"].stderr[-3000:]
+    repo = pushed["hub"].repos["alice/ddpm-test"]
+    assert len(repo.commits) == pushed["commits_first"] + 2  # the checkpoint at step 2, then the final model
+    assert f"pushed to {pushed['hub'].url}/alice/ddpm-test" in pushed["again"].stdout  # the URL follows HF_ENDPOINT
+    weights = (pushed["tmp"] / "again" / "unet/diffusion_pytorch_model.safetensors").read_bytes()
+    assert repo.files["unet/diffusion_pytorch_model.safetensors"] == weights
+
+
+def test_a_failed_push_keeps_the_model_and_says_how_to_retry_in_one_line(pushed):
+    r = pushed["failed"]
+    out = pushed["tmp"] / "failed"
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
+    assert (out / "unet/diffusion_pytorch_model.safetensors").is_file()
+    (line,) = [x for x in r.stdout.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: the model is saved at {out}, but the upload to alice/other failed: ")
+    retry = f'hf upload alice/other {out} . --exclude "checkpoints/*" --exclude "logs/*"'
+    assert line.endswith(f"Retry the upload alone with: {retry}")
+
+
 def test_pull_back_gives_identical_weights(pushed):
     assert pushed["pull"].returncode == 0, pushed["pull"].stderr[-2000:]
     pulled = re.search(r"PULLED (\w+)", pushed["pull"].stdout).group(1)
@@ -188,6 +214,10 @@ def test_model_card_has_hub_metadata(pushed):
     assert 'DDPMPipeline.from_pretrained("alice/ddpm-test")' in card and "MODEL_ID=alice/ddpm-test python app.py" in card
     assert "| `max_train_steps` | `4` |" in card and "hub_token" not in card
     assert re.search(r"Final training loss .*: \d+\.\d{4}", card)
+    assert "split **train**: 1,437 images" in card and "CC BY 4.0" in card  # the data: source, split, count, licence
+    assert re.search(r"4 steps of 8 images .*this run did steps 1-4 in \d+ min of wall clock on 1 process", card)
+    assert "@inproceedings{ho2020denoising" in card and "## Limitations" in card
+    assert "huggingface.co/spaces)" not in card  # no placeholder link
 
 
 def test_model_card_of_a_local_model_loads_it_from_its_folder(tmp_path):
