@@ -85,11 +85,15 @@ class TrainConfig:
     checkpoints_total_limit: int | None = 3
     resume_from_checkpoint: str | None = None
     save_images_steps: int = 1000
+    save_images_epochs: int | None = None  # diffusers' spelling: every N epochs instead (overrides the steps)
+    save_model_epochs: int | None = None  # write the model folder every N epochs too (not only at the end)
     eval_batch_size: int = 16  # images in the sample grids (0: no grids)
     eval_sampler: str = "ddim"
     eval_steps: int = 50
     logging_steps: int = 10
-    report_to: str = "tensorboard"
+    report_to: str = "tensorboard"  # one tracker, several separated by commas, "all", or "none"
+    logging_dir: str | None = None  # default: <output_dir>/logs
+    dataloader_num_workers: int = 0  # accepted for diffusers' commands: decoding runs in the training process
     # hub
     push_to_hub: bool = False
     hub_model_id: str | None = None
@@ -111,6 +115,26 @@ def machine_name() -> str:
     except (OSError, StopIteration):
         cpu = "CPU"
     return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def trackers(report_to: str | None) -> str | list[str] | None:
+    """--report_to as accelerate takes it: None for "none", "all", or a list ("tensorboard,wandb")."""
+    if report_to in (None, "", "none"):
+        return None
+    return "all" if report_to == "all" else [r.strip() for r in report_to.split(",") if r.strip()]
+
+
+def log_images(accelerator, picture, step: int) -> None:
+    """The sample grid to every tracker that takes images (TensorBoard, Weights & Biases, Comet, ...)."""
+    image = np.asarray(picture.convert("RGB"))
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.log_images({"samples": image[None]}, step, dataformats="NHWC")
+        elif callable(getattr(tracker, "log_images", None)):
+            try:
+                tracker.log_images({"samples": [image]}, step)
+            except NotImplementedError:
+                pass
 
 
 def check_distributed(accelerator) -> None:
@@ -285,11 +309,11 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError("--push_to_hub needs --hub_model_id USER/NAME")
     if cfg.train_batch_size < 1 or cfg.gradient_accumulation_steps < 1:
         raise ValueError("--train_batch_size and --gradient_accumulation_steps must be at least 1")
-    report_to = None if cfg.report_to in (None, "", "none") else cfg.report_to
+    report_to = trackers(cfg.report_to)
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         log_with=report_to,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / LOGS)),
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=cfg.logging_dir or str(out / LOGS)),
     )
     check_distributed(accelerator)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -308,6 +332,9 @@ def train(cfg: TrainConfig) -> dict:
     spe = data_lib.steps_per_epoch(len(data), cfg.train_batch_size, world)
     micro_per_step = cfg.gradient_accumulation_steps
     max_steps = cfg.max_train_steps or math.ceil(cfg.num_epochs * spe / micro_per_step)
+    steps_per_epoch = max(1, spe // micro_per_step)
+    images_every = cfg.save_images_epochs * steps_per_epoch if cfg.save_images_epochs else cfg.save_images_steps
+    model_every = cfg.save_model_epochs * steps_per_epoch if cfg.save_model_epochs else 0
 
     ema = None
     if cfg.use_ema:
@@ -432,16 +459,15 @@ def train(cfg: TrainConfig) -> dict:
                     run_as_future=True,
                 )
 
-        if cfg.save_images_steps and global_step % cfg.save_images_steps == 0 and accelerator.is_main_process:
+        if images_every and global_step % images_every == 0 and accelerator.is_main_process:
             images_dir = out / LOGS / "samples"
             images_dir.mkdir(parents=True, exist_ok=True)
             model = _ema_weights(accelerator, unet, ema)
             picture = _sample_grid(model, scheduler, cfg, cfg.eval_sampler, cfg.eval_steps)
             picture.save(images_dir / f"step-{global_step:07d}.png")
-            if report_to == "tensorboard":
-                tracker = accelerator.get_tracker("tensorboard", unwrap=True)
-                image = np.asarray(picture)
-                tracker.add_image("samples", image, global_step, dataformats="HW" if image.ndim == 2 else "HWC")
+            log_images(accelerator, picture, global_step)
+        if model_every and global_step % model_every == 0 and global_step < max_steps and accelerator.is_main_process:
+            _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, False, len(data))
 
     progress.close()
     accelerator.wait_for_everyone()
