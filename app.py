@@ -213,6 +213,20 @@ def model_row(h: Handlers):
     return box, button, bundled, info
 
 
+def live_view(hint: str, label: str):
+    """The status line and the live frame of a sampling run."""
+    return gr.Markdown(hint), gr.Image(label=label, format="png", type="pil", interactive=False, height=320)
+
+
+def trajectory_views(gif_label: str, gallery_label: str):
+    """What a finished run leaves: the GIF, the zip of frames, and the gallery of frames chosen in log-SNR."""
+    with gr.Row():
+        gif = gr.Image(label=gif_label, type="filepath", interactive=False, height=320)
+        download = gr.File(label="Download the GIF and the frames (PNG)", interactive=False)
+    gallery = gr.Gallery(label=gallery_label, format="png", columns=6, height="auto", object_fit="contain")
+    return gif, download, gallery
+
+
 def generate_tab(T: int):
     with gr.Tab("Generate"):
         with gr.Row():
@@ -228,12 +242,10 @@ def generate_tab(T: int):
                 ]
                 button = gr.Button("Generate", variant="primary")
             with gr.Column(scale=2):
-                status = gr.Markdown("Press **Generate**: x_T is pure noise; each step removes a little of it.")
-                preview = gr.Image(label="x_t, live", format="png", type="pil", interactive=False, height=320)
-        with gr.Row():
-            gif = gr.Image(label="The whole trajectory, x_T → x_0 (GIF)", type="filepath", interactive=False, height=320)
-            download = gr.File(label="Download the GIF and every frame (PNG)", interactive=False)
-        gallery = gr.Gallery(label="Frames from t = T to t = 0", format="png", columns=6, height="auto", object_fit="contain")
+                status, preview = live_view(
+                    "Press **Generate**: x_T is pure noise; each step removes a little of it.", "x_t, live"
+                )
+        gif, download, gallery = trajectory_views("The whole trajectory, x_T → x_0 (GIF)", "Frames from t = T to t = 0")
     return button, inputs, [preview, status, gif, gallery, download]
 
 
@@ -261,12 +273,10 @@ def drawing_tab(h: Handlers, T: int):
                 ]
                 button = gr.Button("Noise it to t, then denoise", variant="primary")
             with gr.Column(scale=2):
-                status = gr.Markdown("Left: your drawing x_0 · middle: x_t · right: the model's x_0.")
-                preview = gr.Image(label="x_0 → x_t → back to x_0", format="png", type="pil", interactive=False, height=320)
-        with gr.Row():
-            gif = gr.Image(label="The trajectory from x_t (GIF)", type="filepath", interactive=False, height=320)
-            download = gr.File(label="Download the GIF and frames", interactive=False)
-        gallery = gr.Gallery(label="Frames from t down to 0", format="png", columns=6, height="auto", object_fit="contain")
+                status, preview = live_view(
+                    "Left: your drawing x_0 · middle: x_t · right: the model's x_0.", "x_0 → x_t → back to x_0"
+                )
+        gif, download, gallery = trajectory_views("The trajectory from x_t (GIF)", "Frames from t down to 0")
     return button, t, note, inputs, [preview, status, gif, gallery, download]
 
 
