@@ -325,8 +325,8 @@ images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
 
 An unconditional model of its training data at {resolution}x{resolution}: it cannot be steered to a class or a
 prompt, knows nothing beyond that data, and its samples show the data set's biases. Ancestral sampling takes all T
-network evaluations; DDIM or respaced sampling is faster and a little worse (see Quality). Not for any use where
-a generated image could be mistaken for a real one.
+network evaluations; respaced DDPM and DDIM are faster, at a cost in quality that the Quality section measures for
+this model. Not for any use where a generated image could be mistaken for a real one.
 
 ## Training arguments
 
