@@ -125,6 +125,7 @@ class Handlers:
             gr.Dropdown(choices=list(classes), value=classes[0]),
             gr.Slider(maximum=T, value=T // 2),
             demo.strength_note(model, T // 2),
+            gr.Slider(maximum=T, value=min(T, 50)),
         )
 
     def generate(self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision):
@@ -213,6 +214,18 @@ def model_row(h: Handlers):
     return box, button, bundled, info
 
 
+def sampler_inputs(T: int):
+    """The sampler and its number of steps (the ancestral sampler always walks all T)."""
+    return [
+        Radio(list(demo.SAMPLER_LABELS), value=next(iter(demo.SAMPLER_LABELS)), label="Sampler"),
+        Slider(1, T, value=min(T, 50), step=1, label="Steps (respaced DDPM and DDIM)"),
+    ]
+
+
+def precision_input():
+    return Radio(list(demo.PRECISION_LABELS), value=demo.default_precision(), label="Network precision")
+
+
 def live_view(hint: str, label: str):
     """The status line and the live frame of a sampling run."""
     return gr.Markdown(hint), gr.Image(label=label, format="png", type="pil", interactive=False, height=320)
@@ -234,11 +247,10 @@ def generate_tab(T: int):
                 inputs = [
                     Number(label="Seed", value=0, precision=0, minimum=0, maximum=demo.MAX_SEED),
                     Slider(1, demo.MAX_IMAGES, value=16, step=1, label="Number of images"),
-                    Radio(list(demo.SAMPLER_LABELS), value=next(iter(demo.SAMPLER_LABELS)), label="Sampler"),
-                    Slider(1, T, value=min(T, 50), step=1, label="Steps (respaced DDPM and DDIM)"),
+                    *sampler_inputs(T),
                     Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM eta (0 = deterministic, 1 = DDPM-like)"),
                     gr.Checkbox(label="Show the predicted x_0 beside x_t", value=False),
-                    Radio(list(demo.PRECISION_LABELS), value=demo.default_precision(), label="Network precision"),
+                    precision_input(),
                 ]
                 button = gr.Button("Generate", variant="primary")
             with gr.Column(scale=2):
@@ -266,10 +278,9 @@ def drawing_tab(h: Handlers, T: int):
                 inputs = [
                     sketch,
                     t,
-                    Radio(list(demo.SAMPLER_LABELS), value=next(iter(demo.SAMPLER_LABELS)), label="Sampler"),
-                    Slider(1, T, value=min(T, 50), step=1, label="Steps (respaced DDPM and DDIM)"),
+                    *sampler_inputs(T),
                     Number(label="Seed", value=0, precision=0, minimum=0, maximum=demo.MAX_SEED),
-                    Radio(list(demo.PRECISION_LABELS), value=demo.default_precision(), label="Network precision"),
+                    precision_input(),
                 ]
                 button = gr.Button("Noise it to t, then denoise", variant="primary")
             with gr.Column(scale=2):
@@ -347,7 +358,7 @@ def build(default_model: str | None = None, workdir: str | None = None, allow_lo
         lk_button, lk_inputs, lk_outputs = likelihood_tab()
 
         load_inputs = [box, model_state]
-        load_outputs = [model_state, info, gen_inputs[3], t_slider, class_name, draw_t, draw_note]
+        load_outputs = [model_state, info, gen_inputs[3], t_slider, class_name, draw_t, draw_note, draw_inputs[3]]
         # one download or model load at a time; up to 4 generations take turns step by step (demo.Serialized), so
         # a new visitor's first frame comes after one step of each running request; the bound runs alone
         loading = {"concurrency_limit": 1, "concurrency_id": "load"}
