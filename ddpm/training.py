@@ -17,6 +17,7 @@ import hashlib
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -472,7 +473,10 @@ def train(cfg: TrainConfig) -> dict:
     progress.close()
     accelerator.wait_for_everyone()
     digest = weights_digest(accelerator.unwrap_model(unet))
-    print(f"rank {rank} of {world} ({accelerator.distributed_type.value}): final training weights sha256 {digest}", flush=True)
+    # one write for the whole line: print() writes the text and the newline separately, and two ranks sharing a pipe
+    # can then interleave their lines
+    sys.stdout.write(f"rank {rank} of {world} ({accelerator.distributed_type.value}): final training weights sha256 {digest}\n")
+    sys.stdout.flush()
     images_per_step = cfg.train_batch_size * micro_per_step * world
     summary = {
         "steps": global_step,
