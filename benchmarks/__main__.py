@@ -266,24 +266,6 @@ def training_peak_rss(steps: int, batch: int) -> float:
 BOOTSTRAP = 200
 
 
-def generate_many(m, n: int, batch: int, seed: int = 1000, **kwargs) -> torch.Tensor:
-    """n samples in batches, batch i seeded with seed + i."""
-    out = []
-    for i in range(0, n, batch):
-        out.append(sample(m.unet, m.scheduler, min(batch, n - i), generator=torch.Generator().manual_seed(seed + i), **kwargs))
-    return torch.cat(out)
-
-
-def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
-    """5th and 95th percentiles of the ratio of two bootstrap distributions.
-
-    `bootstrap_fd` draws the same resamples (same seed) for every row, and rows share their noise seeds, so resample b
-    picks the same x_T for both sides of a ratio of two samplers.
-    """
-    lo, hi = np.percentile(num / den, [5, 95])
-    return float(lo), float(hi)
-
-
 def bench_quality(
     model_dir: str, model_t200: str | None, n: int | None, batch: int, steps_list: list[int], bpd_images: int, out_dir: Path
 ) -> dict:
@@ -309,7 +291,7 @@ def bench_quality(
 
     def evaluate(key: str, model, **kwargs) -> tuple[dict, torch.Tensor]:
         """digits-FD of n generated images with its bootstrap sd, their classes, and the seconds they took."""
-        seconds, x = timed(lambda: generate_many(model, n, batch, **kwargs))
+        seconds, x = timed(lambda: q.generate_many(model, n, batch, **kwargs))
         xm = q.to_metric(x)
         f = q.features(net, xm)
         boots[key] = q.bootstrap_fd(f, f_test, BOOTSTRAP)
@@ -335,9 +317,9 @@ def bench_quality(
         rows["t200-ddpm-full"] = {"steps": m200.scheduler.num_train_timesteps, **row}
         print(f"  T=200 model, ancestral: FD {row['fd']:.2f} ± {row['fd_sd']:.2f}")
     full = rows["ddpm-full"]["fd"]
-    targets = {"full_x_floor": [full / floor, *ratio_interval(boots["ddpm-full"], floor_boot)]}
+    targets = {"full_x_floor": [full / floor, *q.ratio_interval(boots["ddpm-full"], floor_boot)]}
     if "ddim-50" in rows:
-        targets["ddim50_x_full"] = [rows["ddim-50"]["fd"] / full, *ratio_interval(boots["ddim-50"], boots["ddpm-full"])]
+        targets["ddim50_x_full"] = [rows["ddim-50"]["fd"] / full, *q.ratio_interval(boots["ddim-50"], boots["ddpm-full"])]
 
     def bpd(model):
         x0 = x_test_model[:bpd_images]

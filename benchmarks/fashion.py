@@ -86,15 +86,6 @@ def class_histogram(net: FashionNet, x: torch.Tensor) -> list[int]:
     return np.bincount(net(x.clamp(-1, 1)).argmax(1).numpy(), minlength=10).tolist()
 
 
-def generate_many(m, n: int, batch: int, seed: int = 1000, **kwargs) -> torch.Tensor:
-    return torch.cat(
-        [
-            sample(m.unet, m.scheduler, min(batch, n - i), generator=torch.Generator().manual_seed(seed + i), **kwargs)
-            for i in range(0, n, batch)
-        ]
-    )
-
-
 def bench_quality(model_dir: str, n: int, batch: int, bpd_images: int, out_dir, bootstrap: int = 200) -> dict:
     t0 = time.perf_counter()
     net, acc = train_classifier()
@@ -117,7 +108,7 @@ def bench_quality(model_dir: str, n: int, batch: int, bpd_images: int, out_dir, 
     ]
     for key, kwargs in plan:
         t1 = time.perf_counter()
-        x = generate_many(m, n, batch, **kwargs)
+        x = q.generate_many(m, n, batch, **kwargs)
         seconds = time.perf_counter() - t1
         f = features(net, x)
         boots[key] = q.bootstrap_fd(f, f_test, bootstrap)
@@ -133,11 +124,11 @@ def bench_quality(model_dir: str, n: int, batch: int, bpd_images: int, out_dir, 
             demo.grid(x[:64], nrow=8, scale=3).save(out_dir / "samples_fashion.png")
     full = rows["ddpm-full"]["fd"]
     targets = {
-        "full_x_floor": [full / floor, *q_ratio(boots["ddpm-full"], floor_boot)],
-        "ddim50_x_full": [rows["ddim-50"]["fd"] / full, *q_ratio(boots["ddim-50"], boots["ddpm-full"])],
+        "full_x_floor": [full / floor, *q.ratio_interval(boots["ddpm-full"], floor_boot)],
+        "ddim50_x_full": [rows["ddim-50"]["fd"] / full, *q.ratio_interval(boots["ddim-50"], boots["ddpm-full"])],
         "bf16_x_fp32_ddim50": [
             rows["ddim-50-bf16"]["fd"] / rows["ddim-50"]["fd"],
-            *q_ratio(boots["ddim-50-bf16"], boots["ddim-50"]),
+            *q.ratio_interval(boots["ddim-50-bf16"], boots["ddim-50"]),
         ],
     }
     x0 = x_test[:bpd_images]
@@ -158,11 +149,6 @@ def bench_quality(model_dir: str, n: int, batch: int, bpd_images: int, out_dir, 
         "targets": targets,
         "likelihood": likelihood,
     }
-
-
-def q_ratio(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.percentile(num / den, [5, 95])
-    return float(lo), float(hi)
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 1024, repeats: int = 20) -> float:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from scipy import linalg
 
 from ddpm.data import Preprocess, digits_arrays
+from ddpm.sampling import sample
 
 METRIC_SIZE = 8
 
@@ -115,3 +116,21 @@ def classify(net: DigitNet, x_metric: torch.Tensor) -> dict:
     conf, cls = probs.max(1)
     hist = np.bincount(cls.numpy(), minlength=10)
     return {"confident": float((conf > 0.9).float().mean()), "mean_confidence": float(conf.mean()), "histogram": hist.tolist()}
+
+
+def generate_many(m, n: int, batch: int, seed: int = 1000, **kwargs) -> torch.Tensor:
+    """n samples in batches, batch i seeded with seed + i."""
+    out = []
+    for i in range(0, n, batch):
+        out.append(sample(m.unet, m.scheduler, min(batch, n - i), generator=torch.Generator().manual_seed(seed + i), **kwargs))
+    return torch.cat(out)
+
+
+def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
+    """5th and 95th percentiles of the ratio of two bootstrap distributions.
+
+    `bootstrap_fd` draws the same resamples (same seed) for every row, and rows share their noise seeds, so resample b
+    picks the same x_T for both sides of a ratio of two samplers.
+    """
+    lo, hi = np.percentile(num / den, [5, 95])
+    return float(lo), float(hi)
