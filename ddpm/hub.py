@@ -134,15 +134,19 @@ def _weights_size(name_or_path: str, path: Path, subfolder: str, revision, token
     if local:
         return file.stat().st_size if file.is_file() else None
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     url = hf_hub_url(name_or_path, f"{subfolder}/{WEIGHTS}" if subfolder else WEIGHTS, revision=revision)
-    try:
-        return _from_hub(name_or_path, revision, lambda: get_hf_file_metadata(url, token=token)).size
-    except ModelLoadError as e:
-        if isinstance(e.__context__, EntryNotFoundError) or "has no unet/" in str(e):
+
+    def size() -> int | None:
+        try:
+            return get_hf_file_metadata(url, token=token).size
+        except EntryNotFoundError as e:  # the repo has no such file (offline is another matter: _from_hub says so)
+            if isinstance(e, LocalEntryNotFoundError):
+                raise
             return None
-        raise
+
+    return _from_hub(name_or_path, revision, size)
 
 
 def _read_json(file: Path, name_or_path: str, what: str) -> dict:

@@ -102,8 +102,6 @@ def check_model(unet_config: dict, scheduler_config: dict, weights_bytes: int, l
         raise OverBudget("its UNet is larger than this Space builds (levels, layers per block or channels)")
     try:
         flops = flops_per_image_step(unet_config)
-    except OverBudget:
-        raise
     except Exception as e:  # a config diffusers cannot build
         raise OverBudget(
             f"its unet/config.json does not describe a UNet2DModel diffusers can build ({type(e).__name__})"
