@@ -39,6 +39,8 @@ HELP = {
     "loss_type": "l2 | l1 | huber",
     "timestep_weighting": "uniform (Ho et al.) | min_snr",
     "snr_gamma": "gamma of min-SNR weighting",
+    "clip_sample": "clip the predicted x_0 to [-1, 1] when sampling (saved in the scheduler's config; diffusers' "
+    "default; --no-clip_sample samples as the article's Algorithm 2 is written)",
     "train_batch_size": "images per step on each process",
     "gradient_accumulation_steps": "micro-batches per optimizer step",
     "max_train_steps": "optimizer steps (overrides --num_epochs)",

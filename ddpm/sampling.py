@@ -131,13 +131,18 @@ def trajectory(
     device: torch.device | str | None = None,
     precision: str = "fp32",
     start: tuple[torch.Tensor, int] | None = None,
+    clip_sample: bool | None = None,
 ) -> Iterator[Frame]:
     """Yield x_T, then every x_t the sampler visits, down to x_0 (num_steps + 1 frames).
 
     `num_inference_steps` defaults to T for "ddpm" (which ignores any other value) and to 50 otherwise;
     `precision` is "fp32" (diffusers' images) or "bf16" (the network under autocast). `start = (x_t, t)` begins
     the reverse process at the article's time t from a given x_t (e.g. a noised image) instead of x_T ~ N(0, I).
+    `clip_sample` clips (True) or does not clip (False) each step's predicted x_0 to [-1, 1]; None keeps the
+    scheduler's own `clip_sample`.
     """
+    if clip_sample is not None:
+        scheduler = scheduler.with_clip_sample(clip_sample)
     T = scheduler.num_train_timesteps
     timesteps = walk(T, sampler, num_inference_steps, None if start is None else start[1])
     if not 0.0 <= eta <= 1.0:

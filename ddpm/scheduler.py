@@ -303,9 +303,19 @@ class DDPMScheduler:
         )
 
     def _clip(self, x0: torch.Tensor) -> torch.Tensor:
-        """The optional clipping of the predicted x_0 to [-clip_sample_range, clip_sample_range] (off by default)."""
+        """The optional clipping of the predicted x_0 to [-clip_sample_range, clip_sample_range].
+
+        Off by default, as the article's Algorithm 2 is written; diffusers' schedulers and Ho et al.'s released
+        sampler clip. The data lie in [-1, 1], so clipping only removes what the network got wrong, and it keeps a
+        few-step sampler (DDIM) from compounding those errors into saturated images."""
         r = self.config.clip_sample_range
         return x0.clamp(-r, r) if self.config.clip_sample else x0
+
+    def with_clip_sample(self, clip_sample: bool) -> DDPMScheduler:
+        """This scheduler if its `clip_sample` is already `clip_sample`, else a copy that differs only there."""
+        if bool(self.config.clip_sample) == bool(clip_sample):
+            return self
+        return type(self).from_config(self.config, clip_sample=bool(clip_sample))
 
     def predict_eps(self, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
         """eps from x_0 and x_t: eps = (x_t - sqrt(abar_t) x_0) / sqrt(1 - abar_t)."""

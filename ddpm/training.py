@@ -62,6 +62,7 @@ class TrainConfig:
     loss_type: str = "l2"
     timestep_weighting: str = "uniform"
     snr_gamma: float = 5.0
+    clip_sample: bool = True  # sampling clips the predicted x_0 to [-1, 1] (diffusers' default); saved in the scheduler
     # optimisation
     train_batch_size: int = 64
     gradient_accumulation_steps: int = 1
@@ -323,7 +324,10 @@ def train(cfg: TrainConfig) -> dict:
     set_seed(cfg.seed)  # the same initial weights on every rank
     unet = _build_unet(cfg)
     scheduler = DDPMScheduler(
-        num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule, prediction_type=cfg.prediction_type
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type=cfg.prediction_type,
+        clip_sample=cfg.clip_sample,
     )
     diag = scheduler.diagnostics()
     if diag.warning and accelerator.is_main_process:

@@ -104,3 +104,44 @@ def test_bf16_runs_the_network_in_bfloat16_and_keeps_the_sample_in_float32(unet)
     assert (bf16 - fp32).abs().mean() < 0.05  # bfloat16 keeps 8 bits of mantissa: close, not equal
     with pytest.raises(ValueError, match="unknown precision 'fp8': use one of fp32, bf16"):
         sample(unet, s, 1, precision="fp8")
+
+
+class WildNetwork(torch.nn.Module):
+    """An eps_theta that is badly wrong: large values of changing sign (a network that has not learnt the data)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(25.0))
+
+    def forward(self, x, t):
+        return self.scale * torch.sin(3.0 * x + 0.01 * t.float())
+
+
+WALKS = [("ddpm", None, 0.0), ("respaced", 10, 0.0), ("ddim", 10, 0.0), ("ddim", 10, 1.0)]
+
+
+@pytest.mark.parametrize(("sampler", "steps", "eta"), WALKS)
+def test_clipped_samplers_never_leave_the_data_range(sampler, steps, eta):
+    """With x̂0 clipped every sampler's x_0 lies in [-1, 1], however wrong the network; the article's unclipped step
+    (the same walk, clip_sample=False) leaves that range with this network, so the check can fail."""
+    s = DDPMScheduler(num_train_timesteps=50)
+    run = dict(sampler=sampler, num_inference_steps=steps, eta=eta, shape=(4, 1, 6, 6))
+    clipped = sample(WildNetwork(), s, generator=gen(1), clip_sample=True, **run)
+    assert clipped.abs().max() <= 1.0
+    frames = list(trajectory(WildNetwork(), s, generator=gen(1), clip_sample=True, **run))
+    assert all(f.pred_original_sample.abs().max() <= 1.0 for f in frames[1:])
+    assert sample(WildNetwork(), s, generator=gen(1), clip_sample=False, **run).abs().max() > 1.5
+
+
+def test_clip_sample_none_keeps_the_schedulers_own_setting(unet):
+    on = DDPMScheduler(num_train_timesteps=30, clip_sample=True)
+    run = dict(sampler="ddim", num_inference_steps=5, shape=(2, 1, 6, 6))
+    assert torch.equal(
+        sample(WildNetwork(), on, generator=gen(2), **run), sample(WildNetwork(), on, generator=gen(2), clip_sample=True, **run)
+    )
+    off = on.with_clip_sample(False)
+    assert off.config.clip_sample is False and on.config.clip_sample is True  # a copy: the loaded scheduler is untouched
+    assert on.with_clip_sample(True) is on
+    assert {k: v for k, v in off.config.items() if k != "clip_sample"} == {
+        k: v for k, v in on.config.items() if k != "clip_sample"
+    }

@@ -231,11 +231,14 @@ def test_model_card_of_a_local_model_loads_it_from_its_folder(tmp_path):
 
 
 def test_output_folder_is_a_diffusers_ddpm_pipeline(pushed):
+    """The saved scheduler clips x̂0 (diffusers' default, --clip_sample): diffusers' pipeline and ours read it."""
     pipe = DDPMPipeline.from_pretrained(pushed["out"])
+    assert pipe.scheduler.config.clip_sample is True
     pipe.set_progress_bar_config(disable=True)
     theirs = pipe(batch_size=2, generator=torch.Generator().manual_seed(1), num_inference_steps=20, output_type="pt").images
     assert theirs.shape == (2, 1, 8, 8)
     ours = load_pipeline(str(pushed["out"]))
+    assert ours.scheduler.config.clip_sample is True
     x = sample(ours.unet, ours.scheduler, 2, generator=torch.Generator().manual_seed(1))
     assert torch.allclose((x / 2 + 0.5).clamp(0, 1), theirs, atol=1e-3)
 
