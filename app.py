@@ -4,7 +4,7 @@
     MODEL_ID=user/ddpm-model python app.py   # or --model, a Hub repo id or a local folder
     python app.py --allow-local-models  # local development: the model box also loads folders
 
-UI wiring only: the work is done by `ddpm.demo`. `Handlers` holds what every event needs (the loaded models,
+UI wiring only: the work is done by `ddpm.space`. `Handlers` holds what every event needs (the loaded models,
 the run folders, the limits) and turns every failure into one line; each tab is built by one function.
 
 Facing the internet (every endpoint is callable with gradio_client): visitors load Hub repo ids and the bundled
@@ -24,7 +24,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
-from ddpm import demo
+from ddpm import space
 from ddpm.hub import ModelLoadError
 from ddpm.limits import Limits
 
@@ -38,6 +38,7 @@ noise x_T ~ N(0, I) down to an image x_0, one step at a time:
 x_{t-1} = (x_t − β_t / √(1 − ᾱ_t) · ε_θ(x_t, t)) / √α_t + σ_t z. The scheduler is written from these equations;
 the network ε_θ is a diffusers `UNet2DModel`."""
 HELD_OUT, UPLOADED = "held-out test image", "uploaded image"
+CLIPPED = next(label for label, clip in space.CLIP_LABELS.items() if clip)
 
 
 def _refuse(text: str) -> gr.Error:
@@ -57,7 +58,7 @@ def _check_number(component, payload) -> None:
     if payload is None:
         return
     if isinstance(payload, bool) or not isinstance(payload, int | float):
-        raise _refuse(f"{component.label} must be a number, got {demo.shown(str(payload), 30)!r}")
+        raise _refuse(f"{component.label} must be a number, got {space.shown(str(payload), 30)!r}")
     if component.minimum is not None and payload < component.minimum:
         raise _refuse(f"Value {payload} is less than minimum value {component.minimum}.")
     if component.maximum is not None and payload > component.maximum:
@@ -86,7 +87,9 @@ class Radio(gr.Radio):
     def preprocess(self, payload):
         values = [value for _, value in self.choices]
         if payload not in values:
-            raise _refuse(f"Value: {demo.shown(str(payload), 40)!r} is not in the list of choices: {', '.join(map(str, values))}")
+            raise _refuse(
+                f"Value: {space.shown(str(payload), 40)!r} is not in the list of choices: {', '.join(map(str, values))}"
+            )
         return super().preprocess(payload)
 
 
@@ -95,16 +98,16 @@ class Handlers:
 
     def __init__(self, default_model: str | None, workdir: str | None, allow_local: bool = False, limits: Limits | None = None):
         operator = (default_model,) if default_model and Path(default_model).expanduser().is_dir() else ()
-        self.registry = demo.ModelRegistry(demo.BUNDLED_MODEL, limits or Limits.from_env(), allow_local, operator)
+        self.registry = space.ModelRegistry(space.BUNDLED_MODEL, limits or Limits.from_env(), allow_local, operator)
         self.startup_note = ""
-        name = default_model or demo.BUNDLED_MODEL
+        name = default_model or space.BUNDLED_MODEL
         try:
             self.first = self.registry.load(name)
         except ModelLoadError as e:  # a bad MODEL_ID still gives a working Space on the bundled model
             self.startup_note = f"\n\n⚠️ {e} Serving the bundled model instead."
-            name, self.first = demo.BUNDLED_MODEL, self.registry.load(demo.BUNDLED_MODEL)
+            name, self.first = space.BUNDLED_MODEL, self.registry.load(space.BUNDLED_MODEL)
         self.registry.default = self.name = name
-        self.dirs = demo.WorkDirs(workdir)
+        self.dirs = space.WorkDirs(workdir)
 
     def current(self, model_name):
         try:
@@ -116,40 +119,42 @@ class Handlers:
         new_name = (new_name or "").strip() or self.registry.default
         model = self.current(new_name)
         T = model.scheduler.num_train_timesteps
-        classes = demo.held_out_set(model).classes
+        classes = space.held_out_set(model).classes
         return (
             new_name,
-            demo.describe(model),
+            space.describe(model),
             gr.Slider(maximum=T, value=min(T, 50)),
             gr.Slider(maximum=T, value=T // 4),
             gr.Dropdown(choices=list(classes), value=classes[0]),
             gr.Slider(maximum=T, value=T // 2),
-            demo.strength_note(model, T // 2),
+            space.strength_note(model, T // 2),
             gr.Slider(maximum=T, value=min(T, 50)),
         )
 
-    def generate(self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision):
+    def generate(self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision, clip=CLIPPED):
         model = self.current(model_name)
         limits = self.registry.limits
-        yield from self._stream(
-            lambda run: demo.generate(
-                model, demo.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits), run
-            )
-        )
 
-    def drawing(self, model_name, sketch, t, sampler, num_steps, seed, precision):
+        def updates(run):
+            settings = space.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits, clip)
+            return space.generate(model, settings, run)
+
+        yield from self._stream(updates)
+
+    def drawing(self, model_name, sketch, t, sampler, num_steps, seed, precision, clip=CLIPPED):
         model = self.current(model_name)
 
         def updates(run):
-            image = demo.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
-            settings = demo.check_settings(model, seed, 1, sampler, num_steps, 0.0, False, precision, self.registry.limits)
-            return demo.from_drawing(model, image, t, settings, run)
+            image = space.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
+            limits = self.registry.limits
+            settings = space.check_settings(model, seed, 1, sampler, num_steps, 0.0, False, precision, limits, clip)
+            return space.from_drawing(model, image, t, settings, run)
 
         yield from self._stream(updates)
 
     def strength(self, model_name, t):
         try:
-            return demo.strength_note(self.current(model_name), t)
+            return space.strength_note(self.current(model_name), t)
         except ValueError as e:
             raise _ui_error(e) from None
 
@@ -176,28 +181,28 @@ class Handlers:
         return str(path)
 
     def _image(self, model, source, class_name, index, upload):
-        image = demo.open_upload(upload) if source == UPLOADED else demo.held_out_image(model, class_name, index)
-        return demo.model_input(model, image)
+        image = space.open_upload(upload) if source == UPLOADED else space.held_out_image(model, class_name, index)
+        return space.model_input(model, image)
 
     def forward(self, model_name, source, class_name, index, upload, t, seed):
         model = self.current(model_name)
         try:
             x0 = self._image(model, source, class_name, index, upload)
-            picture, text = demo.forward_view(model, x0, t, seed)
-            return picture, text, demo.forward_strip(model, x0, seed=seed)
+            picture, text = space.forward_view(model, x0, t, seed)
+            return picture, text, space.forward_strip(model, x0, seed=seed)
         except ValueError as e:
             raise _ui_error(e) from None
 
     def schedule(self, model_name):
         model = self.current(model_name)
-        return demo.schedule_figure(model), demo.schedule_report(model)
+        return space.schedule_figure(model), space.schedule_report(model)
 
     def likelihood(self, model_name, source, count, upload, seed, progress=gr.Progress()):  # noqa: B008 (Gradio idiom)
         model = self.current(model_name)
         try:
-            x0 = demo.model_input(model, demo.open_upload(upload)) if source == UPLOADED else demo.held_out_batch(model, count)
+            x0 = space.model_input(model, space.open_upload(upload)) if source == UPLOADED else space.held_out_batch(model, count)
             report = lambda i, n: progress(i / n, desc=f"t = {n - i}")  # noqa: E731
-            return demo.likelihood_view(model, x0, seed, progress=report, limits=self.registry.limits)
+            return space.likelihood_view(model, x0, seed, progress=report, limits=self.registry.limits)
         except ValueError as e:
             raise _ui_error(e) from None
 
@@ -206,24 +211,29 @@ def model_row(h: Handlers):
     """The model box, the bundled models one click away, and the model's card."""
     with gr.Row(equal_height=True):
         label = "Model: a Hub repo id (user/name) or a bundled model" + (" or a local folder" if h.registry.allow_local else "")
-        box = gr.Textbox(label=label, value=demo.display_name(h.name), scale=4, max_length=demo.MAX_NAME)
+        box = gr.Textbox(label=label, value=space.display_name(h.name), scale=4, max_length=space.MAX_NAME)
         button = gr.Button("Load model", scale=1)
     label = "Bundled models (offline): Fashion-MNIST 28 px; digits 8 px with T = 1000 and with the article's T = 200"
-    bundled = gr.Examples([[demo.display_name(p)] for p in demo.BUNDLED_MODELS], inputs=[box], label=label)
-    info = gr.Markdown(demo.describe(h.first) + h.startup_note)
+    bundled = gr.Examples([[space.display_name(p)] for p in space.BUNDLED_MODELS], inputs=[box], label=label)
+    info = gr.Markdown(space.describe(h.first) + h.startup_note)
     return box, button, bundled, info
 
 
 def sampler_inputs(T: int):
     """The sampler and its number of steps (the ancestral sampler always walks all T)."""
     return [
-        Radio(list(demo.SAMPLER_LABELS), value=next(iter(demo.SAMPLER_LABELS)), label="Sampler"),
+        Radio(list(space.SAMPLER_LABELS), value=next(iter(space.SAMPLER_LABELS)), label="Sampler"),
         Slider(1, T, value=min(T, 50), step=1, label="Steps (respaced DDPM and DDIM)"),
     ]
 
 
 def precision_input():
-    return Radio(list(demo.PRECISION_LABELS), value=demo.default_precision(), label="Network precision")
+    return Radio(list(space.PRECISION_LABELS), value=space.default_precision(), label="Network precision")
+
+
+def clip_input():
+    """Clipping of the predicted x_0 (on by default, as in diffusers); the article's unclipped step one click away."""
+    return Radio(list(space.CLIP_LABELS), value=CLIPPED, label="Predicted x̂0 at each step", info=space.CLIP_NOTE)
 
 
 def live_view(hint: str, label: str):
@@ -245,12 +255,13 @@ def generate_tab(T: int):
         with gr.Row():
             with gr.Column(scale=1):
                 inputs = [
-                    Number(label="Seed", value=0, precision=0, minimum=0, maximum=demo.MAX_SEED),
-                    Slider(1, demo.MAX_IMAGES, value=16, step=1, label="Number of images"),
+                    Number(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
+                    Slider(1, space.MAX_IMAGES, value=16, step=1, label="Number of images"),
                     *sampler_inputs(T),
                     Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM eta (0 = deterministic, 1 = DDPM-like)"),
                     gr.Checkbox(label="Show the predicted x_0 beside x_t", value=False),
                     precision_input(),
+                    clip_input(),
                 ]
                 button = gr.Button("Generate", variant="primary")
             with gr.Column(scale=2):
@@ -274,13 +285,14 @@ def drawing_tab(h: Handlers, T: int):
                 sketch = gr.Sketchpad(value=blank, canvas_size=(280, 280), brush=brush, type="pil", image_mode="RGBA",
                                       sources=["upload"], label="Your drawing (or an uploaded image)")  # fmt: skip
                 t = Slider(0, T, value=T // 2, step=1, label="Start the reverse process at t (the strength)")
-                note = gr.Markdown(demo.strength_note(h.first, T // 2))
+                note = gr.Markdown(space.strength_note(h.first, T // 2))
                 inputs = [
                     sketch,
                     t,
                     *sampler_inputs(T),
-                    Number(label="Seed", value=0, precision=0, minimum=0, maximum=demo.MAX_SEED),
+                    Number(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
                     precision_input(),
+                    clip_input(),
                 ]
                 button = gr.Button("Noise it to t, then denoise", variant="primary")
             with gr.Column(scale=2):
@@ -293,9 +305,9 @@ def drawing_tab(h: Handlers, T: int):
 
 def image_picker(h: Handlers, held_out_label: str):
     """Held-out test images of the model's data by class, or an upload."""
-    classes = list(demo.held_out_set(h.first).classes)
+    classes = list(space.held_out_set(h.first).classes)
     source = Radio([HELD_OUT, UPLOADED], value=HELD_OUT, label="Image")
-    # the classes change with the model: demo.held_out_image checks the name against the loaded model's classes
+    # the classes change with the model: space.held_out_image checks the name against the loaded model's classes
     class_name = gr.Dropdown(classes, value=classes[0], label=f"Class of the {held_out_label}", allow_custom_value=True)
     index = Slider(0, 9, value=0, step=1, label="Example of that class")
     upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
@@ -335,7 +347,7 @@ def likelihood_tab():
         )
         with gr.Row():
             source = Radio(["held-out test images", UPLOADED], value="held-out test images", label="Data")
-            count = Slider(1, demo.MAX_IMAGES, value=8, step=1, label="Number of held-out images (the classes in turn)")
+            count = Slider(1, space.MAX_IMAGES, value=8, step=1, label="Number of held-out images (the classes in turn)")
             upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
         button = gr.Button("Compute the bound")
         outputs = [gr.Plot(label="Terms of the bound"), gr.Markdown()]
@@ -359,7 +371,7 @@ def build(default_model: str | None = None, workdir: str | None = None, allow_lo
 
         load_inputs = [box, model_state]
         load_outputs = [model_state, info, gen_inputs[3], t_slider, class_name, draw_t, draw_note, draw_inputs[3]]
-        # one download or model load at a time; up to 4 generations take turns step by step (demo.Serialized), so
+        # one download or model load at a time; up to 4 generations take turns step by step (space.Serialized), so
         # a new visitor's first frame comes after one step of each running request; the bound runs alone
         loading = {"concurrency_limit": 1, "concurrency_id": "load"}
         load_button.click(h.load_model, load_inputs, load_outputs, api_name="load_model", **loading)

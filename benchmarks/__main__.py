@@ -30,10 +30,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from ddpm import demo  # noqa: E402
+from ddpm import space  # noqa: E402
 from ddpm.hub import load_pipeline  # noqa: E402
 from ddpm.likelihood import bits_per_dim  # noqa: E402
 from ddpm.sampling import sample  # noqa: E402
+from ddpm.visualize import grid  # noqa: E402
 
 
 def machine() -> str:
@@ -304,7 +305,7 @@ def bench_quality(
     rows["ddpm-full"]["steps"] = T
     print(f"  ancestral {T} steps: FD {rows['ddpm-full']['fd']:.2f} ± {rows['ddpm-full']['fd_sd']:.2f}")
     grid_path = out_dir / "samples_bundled.png"
-    demo.grid(x[:64], nrow=8, scale=4).save(grid_path)
+    grid(x[:64], nrow=8, scale=4).save(grid_path)
     for sampler in ("respaced", "ddim"):
         for steps in sorted({min(s, T) for s in steps_list}):
             key = f"{sampler}-{steps}"
@@ -509,10 +510,15 @@ def report(results: dict, made: list[str]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=demo.DIGITS_MODEL, help="the digits model of the speed-vs-diffusers and digits-FD sections")
-    p.add_argument("--fashion-model", default=demo.BUNDLED_MODEL, help="the 28 px model of the Fashion-MNIST section")
+    p.add_argument(
+        "--model", default=space.DIGITS_MODEL, help="the digits model of the speed-vs-diffusers and digits-FD sections"
+    )
+    p.add_argument("--fashion-model", default=space.BUNDLED_MODEL, help="the 28 px model of the Fashion-MNIST section")
     p.add_argument("--skip-fashion", action="store_true")
-    p.add_argument("--fashion-n", type=int, default=500, help="generated images per fashion-FD row")
+    p.add_argument("--fashion-n", type=int, default=1000, help="generated images per fashion-FD and blow-up row")
+    p.add_argument("--fashion-precision", default="fp32", choices=["fp32", "bf16"], help="the network's precision there")
+    p.add_argument("--fashion-card", action="store_true", help="write the measured quality into that model's card")
+    p.add_argument("--fashion-compare", default=None, help="another 28 px model whose few-step samplers to count too")
     p.add_argument("--model-t200", default=None, help="a model trained with the article's T = 200, to compare")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
@@ -554,8 +560,18 @@ def main() -> None:
         results["fashion"] = {"speed": fashion.bench_speed(a.fashion_model, repeats=1 if q else 3)}
         print("fashion-mnist 28 px: quality ...", flush=True)
         results["fashion"]["quality"] = fashion.bench_quality(
-            a.fashion_model, n=32 if q else a.fashion_n, batch=250, bpd_images=8 if q else 100, out_dir=out_dir
+            a.fashion_model,
+            n=32 if q else a.fashion_n,
+            batch=250,
+            bpd_images=8 if q else 100,
+            out_dir=out_dir,
+            precision=a.fashion_precision,
+            compare=a.fashion_compare,
         )
+    if a.fashion_card and not a.skip_fashion:
+        from benchmarks import fashion
+
+        fashion.write_card_quality(a.fashion_model, results["fashion"])
     made = plots(results, out_dir)
     out = out_dir / "RESULTS.md"
     out.write_text(report(results, made))

@@ -16,9 +16,10 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from ddpm import demo
+from ddpm import space
 from ddpm.hub import load_pipeline
 from ddpm.sampling import sample
+from ddpm.visualize import auto_scale, grid
 
 ROOT = Path(__file__).resolve().parents[1]
 DDIM = "DDIM (fewer steps, eta)"
@@ -61,15 +62,14 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_pipeline(demo.BUNDLED_MODEL)
+    return load_pipeline(space.BUNDLED_MODEL)
 
 
-def expected_grid(model, seed, n, steps):
+def expected_grid(model, seed, n, steps, clip_sample=True):
     """The final images the app must show, computed here without the app."""
-    x = sample(
-        model.unet, model.scheduler, n, sampler="ddim", num_inference_steps=steps, generator=torch.Generator().manual_seed(seed)
-    )
-    return np.asarray(demo.grid(x, nrow=int(np.ceil(np.sqrt(n))), scale=demo.picture_scale(model.unet.config.sample_size, n)))
+    g = torch.Generator().manual_seed(seed)
+    x = sample(model.unet, model.scheduler, n, sampler="ddim", num_inference_steps=steps, generator=g, clip_sample=clip_sample)
+    return np.asarray(grid(x, nrow=int(np.ceil(np.sqrt(n))), scale=space.picture_scale(model.unet.config.sample_size, n)))
 
 
 def test_generate_through_the_api(server, bundled):
@@ -85,9 +85,14 @@ def test_generate_through_the_api(server, bundled):
     got = np.asarray(Image.open(preview))
     assert np.abs(got.astype(int) - expected_grid(bundled, 7, 4, 25).astype(int)).max() <= 1
     preview, status, *_ = client.predict(7, 4, DDIM, 25, 0.0, False, "bf16: faster on CPUs with bfloat16", api_name="/generate")
-    assert status.startswith("done: 25 steps") and status.endswith("(seed 7, bf16)")
+    assert status.startswith("done: 25 steps") and status.endswith("(seed 7, bf16, x̂0 clipped)")
     fast = np.asarray(Image.open(preview)).astype(int)
     assert 0 < np.abs(fast - got).mean() < 12  # the same picture to the eye (mean grey-level difference), not the same bits
+    article = "no clipping, as the article writes it"
+    preview, status, *_ = client.predict(7, 4, DDIM, 25, 0.0, False, FP32, article, api_name="/generate")
+    assert status.endswith("(seed 7, fp32, x̂0 not clipped)")
+    unclipped = expected_grid(bundled, 7, 4, 25, clip_sample=False).astype(int)
+    assert np.abs(np.asarray(Image.open(preview)).astype(int) - unclipped).max() <= 1
 
 
 def test_bad_inputs_get_one_line_errors_and_the_app_keeps_serving(server, tmp_path):
@@ -159,7 +164,7 @@ def test_disk_use_stays_flat_over_many_generations(server):
             client.predict(seed, 2, DDIM, 2, 0.0, False, FP32, api_name="/generate")
         return du(server["tmp"])
 
-    generations(demo.WorkDirs().keep + 2)  # fill the run folders to their cap
+    generations(space.WorkDirs().keep + 2)  # fill the run folders to their cap
     after_warm_up = generations(6)
     after_more = generations(20)
     assert after_more <= after_warm_up * 1.1 + 50_000, (after_warm_up, after_more)
@@ -188,10 +193,10 @@ def test_the_space_opens_on_fashion_mnist_with_its_held_out_test_images(server):
     client = Client(server["url"], verbose=False)
     picture, text, strip = client.predict("held-out test image", "Ankle boot", 3, None, 0, 0, api_name="/forward")
     assert "**t = 0** of T = 1000" in text and len(strip) == 9
-    boots = demo.held_out_set(load_pipeline(demo.BUNDLED_MODEL))
+    boots = space.held_out_set(load_pipeline(space.BUNDLED_MODEL))
     boot = boots.images[np.flatnonzero(boots.labels == 9)[3]]
     shown = np.asarray(Image.open(picture).convert("L"))
-    scale = demo.auto_scale(28, 192)
+    scale = auto_scale(28, 192)
     assert np.array_equal(shown[: 28 * scale : scale, : 28 * scale : scale], boot)  # x_0 is that held-out boot
 
 
@@ -206,8 +211,8 @@ def test_a_drawing_through_the_api(server, tmp_path):
     again = client.predict(sketch, 300, DDIM, 10, 5, FP32, api_name="/drawing")[0]
     assert np.array_equal(np.asarray(Image.open(preview)), np.asarray(Image.open(again)))  # same seed, same result
     zero = np.asarray(Image.open(client.predict(sketch, 0, DDIM, 10, 5, FP32, api_name="/drawing")[0]).convert("L"))
-    bar = demo.model_input(load_pipeline(demo.BUNDLED_MODEL), demo.drawing_image(drawing))
-    assert np.array_equal(zero, np.asarray(demo.grid(bar, scale=demo.picture_scale(28, 1))))  # t = 0: the input
+    bar = space.model_input(load_pipeline(space.BUNDLED_MODEL), space.drawing_image(drawing))
+    assert np.array_equal(zero, np.asarray(grid(bar, scale=space.picture_scale(28, 1))))  # t = 0: the input
     Image.new("RGBA", (280, 280)).save(tmp_path / "empty.png")
     with pytest.raises(Exception, match="the canvas is empty: draw something first"):
         client.predict({**sketch, "composite": handle_file(str(tmp_path / "empty.png"))}, 300, DDIM, 10, 5, FP32,

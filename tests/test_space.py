@@ -1,4 +1,4 @@
-"""The Space's logic (ddpm.demo) without a server."""
+"""The Space's logic (ddpm.space) without a server."""
 
 import json
 import os
@@ -14,9 +14,11 @@ from diffusers import DDPMScheduler as DiffusersDDPMScheduler
 from helpers import tiny_unet
 from PIL import Image
 
-from ddpm import DDPMScheduler, demo
+from ddpm import DDPMScheduler, space
 from ddpm.data import LabelledArrays, save_held_out
 from ddpm.hub import ModelLoadError, load_pipeline, save_pipeline
+from ddpm.limits import Limits
+from ddpm.visualize import grid
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +34,9 @@ def model(model_dir):
 
 
 def test_generate_streams_then_delivers_gif_gallery_and_zip(model, tmp_path):
-    settings = demo.check_settings(model, 5, 4, "ddpm", 999, 0.0, True)
+    settings = space.check_settings(model, 5, 4, "ddpm", 999, 0.0, True)
     assert settings.num_steps == 30  # ancestral always walks all T steps
-    updates = list(demo.generate(model, settings, tmp_path, min_interval=0.0))
+    updates = list(space.generate(model, settings, tmp_path, min_interval=0.0))
     assert updates[0].step == 0 and updates[0].status.startswith("step 0 of 30 · t = 30")
     assert all(not u.done for u in updates[:-1]) and updates[-1].done
     last = updates[-1]
@@ -54,29 +56,35 @@ def test_frames_are_spread_evenly_in_log_snr():
     shows that part, where frames evenly in t would spend most of themselves on noise."""
     s = DDPMScheduler(num_train_timesteps=1000)
     times = list(range(1000, -1, -1))  # the ancestral walk: t = T ... 0
-    picks = demo.log_snr_frames(s, times, 11)
+    picks = space.log_snr_frames(s, times, 11)
     assert picks[0] == 0 and picks[-1] == 1000 and len(picks) == 11
     shown = [times[i] for i in picks]
-    levels = np.array([demo.log_snr(s, t) for t in shown[:-1]])
+    levels = np.array([space.log_snr(s, t) for t in shown[:-1]])
     gaps = np.diff(levels)
     assert gaps.min() > 0.8 * gaps.mean() and gaps.max() < 1.25 * gaps.mean()  # even in log-SNR
     assert sum(t < 260 for t in shown) >= 6  # most frames where the picture forms ...
     assert sum(t < 260 for t in times[::100]) <= 3  # ... not so evenly in t
     few = [50, 40, 30, 20, 10, 0]
-    assert demo.log_snr_frames(s, few, 11) == list(range(6))  # fewer frames than asked: all of them
-    assert demo.frame_caption(s, 1000).startswith("t = 1000 · SNR 4.0") and demo.frame_caption(s, 0) == "t = 0 (x_0)"
+    assert space.log_snr_frames(s, few, 11) == list(range(6))  # fewer frames than asked: all of them
+    assert space.frame_caption(s, 1000).startswith("t = 1000 · SNR 4.0") and space.frame_caption(s, 0) == "t = 0 (x_0)"
 
 
-def test_same_seed_same_images_as_diffusers_pipeline(model, model_dir, tmp_path):
-    settings = demo.check_settings(model, 11, 4, "DDPM ancestral, all T steps (Algorithm 2)", 30, 0.0, False)
-    final = list(demo.generate(model, settings, tmp_path))[-1]
+@pytest.mark.parametrize("clip", list(space.CLIP_LABELS))
+def test_same_seed_same_images_as_diffusers_pipeline(model, model_dir, tmp_path, clip):
+    """Clipped (the Space's default, whatever the model's saved config says) or as the article writes it: the same
+    images as diffusers' DDPMPipeline with that clip_sample."""
+    settings = space.check_settings(model, 11, 4, "DDPM ancestral, all T steps (Algorithm 2)", 30, 0.0, False, clip=clip)
+    assert settings.clip is space.CLIP_LABELS[clip] and model.scheduler.config.clip_sample is False  # as saved
+    final = list(space.generate(model, settings, tmp_path))[-1]
+    assert final.status.endswith("x̂0 clipped)" if settings.clip else "x̂0 not clipped)")
     ours = np.asarray(Image.open(final.gallery[-1][0]))
-    pipe = DDPMPipeline(unet=model.unet, scheduler=DiffusersDDPMScheduler.from_pretrained(model_dir, subfolder="scheduler"))
+    theirs_scheduler = DiffusersDDPMScheduler.from_pretrained(model_dir, subfolder="scheduler", clip_sample=settings.clip)
+    pipe = DDPMPipeline(unet=model.unet, scheduler=theirs_scheduler)
     pipe.set_progress_bar_config(disable=True)
     theirs = pipe(batch_size=4, generator=torch.Generator().manual_seed(11), num_inference_steps=30, output_type="pt").images
-    expected = np.asarray(demo.grid(theirs * 2 - 1, nrow=2, scale=demo.picture_scale(8, 4)))
+    expected = np.asarray(grid(theirs * 2 - 1, nrow=2, scale=space.picture_scale(8, 4)))
     assert np.abs(ours.astype(int) - expected.astype(int)).max() <= 1
-    again = list(demo.generate(model, settings, tmp_path / "again"))[-1]
+    again = list(space.generate(model, settings, tmp_path / "again"))[-1]
     assert np.array_equal(np.asarray(Image.open(again.gallery[-1][0])), ours)
 
 
@@ -94,11 +102,24 @@ def test_same_seed_same_images_as_diffusers_pipeline(model, model_dir, tmp_path)
 )
 def test_bad_settings_are_one_line_errors(model, args, message):
     with pytest.raises(ValueError, match=message):
-        demo.check_settings(model, *args, False)
+        space.check_settings(model, *args, False)
+
+
+def test_clipping_is_on_by_default_and_a_named_choice_away():
+    model_free = space.Settings(0, 1, "ddpm", 30, 0.0, False)
+    assert model_free.clip is True
+
+
+def test_unknown_clipping_is_a_one_line_error(model):
+    with pytest.raises(ValueError, match="unknown clipping 'sometimes': choose one of clip x̂0 to"):
+        space.check_settings(model, 0, 4, "ddim", 10, 0.0, False, clip="sometimes")
+    with pytest.raises(ValueError, match="unknown clipping"):
+        space.check_settings(model, 0, 4, "ddim", 10, 0.0, False, clip=1)
+    assert space.check_settings(model, 0, 4, "ddim", 10, 0.0, False, clip=False).clip is False
 
 
 def test_registry_caches_and_keeps_serving_after_a_bad_name(model_dir, tmp_path):
-    registry = demo.ModelRegistry(str(model_dir))
+    registry = space.ModelRegistry(str(model_dir))
     a = registry.load("")
     assert registry.load(str(model_dir)) is a  # cached
     with pytest.raises(ModelLoadError, match="is not a model folder, a bundled model or a Hub repo id"):
@@ -128,34 +149,34 @@ def test_load_errors_for_pickles_and_corrupt_weights(model_dir, tmp_path):
 
 
 def test_forward_view_shows_the_closed_form(model):
-    x0 = demo.model_input(model, demo.held_out_image(model, "3", 0))
+    x0 = space.model_input(model, space.held_out_image(model, "3", 0))
     assert x0.shape == (1, 1, 8, 8)
-    picture, text = demo.forward_view(model, x0, 15, seed=2)
+    picture, text = space.forward_view(model, x0, 15, seed=2)
     abar = float(model.scheduler.alphas_cumprod[14])
     assert f"abar_t = {abar:.5f}" in text and f"sqrt(abar_t) = {abar**0.5:.4f}" in text
-    same, _ = demo.forward_view(model, x0, 0)
+    same, _ = space.forward_view(model, x0, 0)
     left, right = np.asarray(same)[:, : same.width // 2 - 4], np.asarray(same)[:, -(same.width // 2 - 4) :]
     assert np.array_equal(left, right)  # at t = 0, x_t is x_0
-    strip = demo.forward_strip(model, x0, count=4)
+    strip = space.forward_strip(model, x0, count=4)
     assert [c for _, c in strip] == ["t = 0", "t = 10", "t = 20", "t = 30"]
     with pytest.raises(ValueError, match="t must be between 0 and 30"):
-        demo.forward_view(model, x0, 31)
+        space.forward_view(model, x0, 31)
 
 
 def test_uploads_and_held_out_images(model, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="notes.txt is not an image this app can read"):
-        demo.open_upload(str(tmp_path / "notes.txt"))
+        space.open_upload(str(tmp_path / "notes.txt"))
     with pytest.raises(ValueError, match="upload an image first"):
-        demo.open_upload(None)
+        space.open_upload(None)
     Image.new("RGBA", (40, 20), (255, 0, 0, 128)).save(tmp_path / "red.png")
-    assert demo.open_upload(str(tmp_path / "red.png")).size == (40, 20)
+    assert space.open_upload(str(tmp_path / "red.png")).size == (40, 20)
     # a model without held_out.npz gets the digits' test split, by class
-    assert demo.held_out_set(model).classes == tuple("0123456789")
+    assert space.held_out_set(model).classes == tuple("0123456789")
     with pytest.raises(ValueError, match="between 0 and 35 of 7"):
-        demo.held_out_image(model, "7", 36)
+        space.held_out_image(model, "7", 36)
     with pytest.raises(ValueError, match="pick a class of this model's data: 0, 1, 2"):
-        demo.held_out_image(model, "Dress", 0)
+        space.held_out_image(model, "Dress", 0)
 
 
 def test_a_model_folder_brings_its_own_held_out_images(model_dir, tmp_path):
@@ -167,52 +188,52 @@ def test_a_model_folder_brings_its_own_held_out_images(model_dir, tmp_path):
     images = rng.integers(0, 256, (7, 8, 8)).astype(np.uint8)
     save_held_out(folder / "held_out.npz", LabelledArrays(images, labels, ("Coat", "Bag", "Shirt")))
     m = load_pipeline(str(folder))
-    assert demo.held_out_set(m).classes == ("Coat", "Bag", "Shirt")
-    assert np.array_equal(np.asarray(demo.held_out_image(m, "Coat", 2)), images[6])
-    assert demo.held_out_order(labels).tolist() == [1, 2, 0, 3, 5, 4, 6]  # Coat, Bag, Shirt, Coat, Bag, Shirt, Coat
-    batch = demo.held_out_batch(m, 3)
-    assert torch.equal(batch[0], demo.model_input(m, Image.fromarray(images[1]))[0])
+    assert space.held_out_set(m).classes == ("Coat", "Bag", "Shirt")
+    assert np.array_equal(np.asarray(space.held_out_image(m, "Coat", 2)), images[6])
+    assert space.held_out_order(labels).tolist() == [1, 2, 0, 3, 5, 4, 6]  # Coat, Bag, Shirt, Coat, Bag, Shirt, Coat
+    batch = space.held_out_batch(m, 3)
+    assert torch.equal(batch[0], space.model_input(m, Image.fromarray(images[1]))[0])
     (folder / "held_out.npz").write_bytes(b"PK\x03\x04 not really")
-    demo._held_out_file.cache_clear()
-    assert demo.held_out_set(load_pipeline(str(folder))).classes == tuple("0123456789")  # broken: the digits
+    space.inputs._held_out_file.cache_clear()
+    assert space.held_out_set(load_pipeline(str(folder))).classes == tuple("0123456789")  # broken: the digits
 
 
 def test_schedule_and_likelihood_views(model):
-    fig = demo.schedule_figure(model)
+    fig = space.schedule_figure(model)
     assert len(fig.axes) == 3
-    report = demo.schedule_report(model)
+    report = space.schedule_report(model)
     assert "T = 30" in report and "⚠️ x_T is not close to N(0, I)" in report
     calls = []
-    fig, text = demo.likelihood_view(model, demo.held_out_batch(model, 2), progress=lambda i, n: calls.append((i, n)))
+    fig, text = space.likelihood_view(model, space.held_out_batch(model, 2), progress=lambda i, n: calls.append((i, n)))
     assert calls[-1] == (30, 30) and "bits/dim" in text and len(fig.axes) == 2
 
 
 def test_workdirs_are_bounded(tmp_path):
-    dirs = demo.WorkDirs(tmp_path / "runs", keep=3)
+    dirs = space.WorkDirs(tmp_path / "runs", keep=3)
     made = [dirs.new() for _ in range(6)]
     assert len(list((tmp_path / "runs").iterdir())) == 3 and made[-1].exists()
 
 
 def test_bundled_models_are_named_by_what_they_are(model_dir):
-    registry = demo.ModelRegistry()
-    default = demo.describe(registry.load("pretrained/ddpm-fashion"))  # as a visitor types it, relative to the project
+    registry = space.ModelRegistry()
+    default = space.describe(registry.load("pretrained/ddpm-fashion"))  # as a visitor types it, relative to the project
     assert default.startswith("**bundled Fashion-MNIST model (trained on its 60,000 training images)**")
     assert "1 channel(s) at 28x28 px; T = 1000" in default and "⚠️" not in default
-    digits = demo.describe(registry.load("pretrained/ddpm-digits"))
+    digits = space.describe(registry.load("pretrained/ddpm-digits"))
     assert digits.startswith("**bundled digits model (scikit-learn's 8x8 digits") and "8x8 px; T = 1000" in digits
-    article = demo.describe(registry.load(demo.display_name(demo.ARTICLE_T200_MODEL)))
+    article = space.describe(registry.load(space.display_name(space.ARTICLE_T200_MODEL)))
     assert article.startswith("**bundled digits model with the article's T = 200**") and "T = 200," in article
     assert "⚠️ x_T is not close to N(0, I): sqrt(abar_T) = 0.364" in article
-    other = demo.describe(registry.load(str(model_dir)))
+    other = space.describe(registry.load(str(model_dir)))
     assert other.startswith(f"**`{model_dir}`**: UNet2DModel")  # any other folder by its path (no card: no data named)
     (model_dir / "README.md").write_text("A DDPM trained on **my cats** at 8x8.")
-    assert demo.describe(demo.ModelRegistry().load(str(model_dir))).startswith(f"**`{model_dir}`, trained on my cats**")
+    assert space.describe(space.ModelRegistry().load(str(model_dir))).startswith(f"**`{model_dir}`, trained on my cats**")
     (model_dir / "README.md").unlink()
 
 
 # --------------------------------------------------------------------- a Space facing the internet
 def test_visitors_load_bundled_models_and_hub_ids_never_the_servers_folders(model_dir, tmp_path, monkeypatch):
-    registry = demo.ModelRegistry(demo.BUNDLED_MODEL, allow_local=False, folders=(str(model_dir),))
+    registry = space.ModelRegistry(space.BUNDLED_MODEL, allow_local=False, folders=(str(model_dir),))
     replies = {}
     for name in ["/etc", "/nonexistent", ".", "/proc/self", "../pretrained/ddpm-digits", "~", "a" * 10_000, str(tmp_path)]:
         with pytest.raises(ModelLoadError) as e:
@@ -222,7 +243,7 @@ def test_visitors_load_bundled_models_and_hub_ids_never_the_servers_folders(mode
     assert "is not a bundled model or a Hub repo id (user/name)" in replies["/proc/self"]
     assert replies["a" * 10_000] == "a model name has at most 200 characters (a Hub repo id is user/name)"
     for reply in replies.values():
-        assert str(demo.ROOT) not in reply and str(os.getpid()) not in reply and "\n" not in reply
+        assert str(space.ROOT) not in reply and str(os.getpid()) not in reply and "\n" not in reply
     assert registry.load("pretrained/ddpm-digits").unet.config.sample_size == 8  # bundled: by its name
     assert registry.load(str(model_dir)).scheduler.num_train_timesteps == 30  # the operator's folder
     # a repo id that happens to be a folder in the server's working directory still goes to the Hub
@@ -233,33 +254,33 @@ def test_visitors_load_bundled_models_and_hub_ids_never_the_servers_folders(mode
 
 
 def test_models_over_budget_are_refused_from_their_configs(model_dir, tmp_path):
-    small = demo.Limits(max_resolution=4)
+    small = Limits(max_resolution=4)
     with pytest.raises(ModelLoadError, match="is not served here: it makes 8 px images; this Space serves up to 4 px"):
-        demo.ModelRegistry(str(model_dir), limits=small).load(str(model_dir))
+        space.ModelRegistry(str(model_dir), limits=small).load(str(model_dir))
     endless = tmp_path / "endless"
     shutil.copytree(model_dir, endless)
     config = json.loads((endless / "scheduler" / "scheduler_config.json").read_text())
     (endless / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "num_train_timesteps": 2_000_000}))
     (endless / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not read")  # never opened: refused first
     with pytest.raises(ModelLoadError, match="T = 2000000 steps; this Space serves T up to 4000"):
-        demo.ModelRegistry(str(model_dir)).load(str(endless))
+        space.ModelRegistry(str(model_dir)).load(str(endless))
     with pytest.raises(ModelLoadError, match=r"its weights are \d+ MB; this Space serves models up to 0 MB"):
-        demo.ModelRegistry(str(model_dir), limits=demo.Limits(max_weights_mb=1e-4)).load(str(model_dir))
+        space.ModelRegistry(str(model_dir), limits=Limits(max_weights_mb=1e-4)).load(str(model_dir))
     with pytest.raises(ModelLoadError, match=r"one step on one image costs 0\.0 GFLOP; this Space serves up to 1e-06 GFLOP"):
-        demo.ModelRegistry(str(model_dir), limits=demo.Limits(max_gflop_per_step=1e-6)).load(str(model_dir))
+        space.ModelRegistry(str(model_dir), limits=Limits(max_gflop_per_step=1e-6)).load(str(model_dir))
 
 
 def test_a_requests_work_is_bounded(model_dir):
-    per_step = demo.ModelRegistry(str(model_dir)).load("").flops_per_step
+    per_step = space.ModelRegistry(str(model_dir)).load("").flops_per_step
     assert per_step > 0
-    limits = demo.Limits(max_request_tflop=4 * 30 * per_step / 1e12)  # 4 images x all 30 steps, not 5
-    m = demo.ModelRegistry(str(model_dir), limits=limits).load("")
-    assert demo.check_settings(m, 0, 4, "ddpm", 30, 0, False, limits=limits).num_images == 4
+    limits = Limits(max_request_tflop=4 * 30 * per_step / 1e12)  # 4 images x all 30 steps, not 5
+    m = space.ModelRegistry(str(model_dir), limits=limits).load("")
+    assert space.check_settings(m, 0, 4, "ddpm", 30, 0, False, limits=limits).num_images == 4
     with pytest.raises(ValueError, match=r"5 image\(s\) x 30 steps is .* TFLOP of work; this Space serves up to .* TFLOP a"):
-        demo.check_settings(m, 0, 5, "ddpm", 30, 0, False, limits=limits)
-    assert demo.check_settings(m, 0, 16, "ddim", 7, 0, False, limits=limits).num_steps == 7  # fewer steps: more images
+        space.check_settings(m, 0, 5, "ddpm", 30, 0, False, limits=limits)
+    assert space.check_settings(m, 0, 16, "ddim", 7, 0, False, limits=limits).num_steps == 7  # fewer steps: more images
     with pytest.raises(ValueError, match="use fewer images or fewer steps"):
-        demo.likelihood_view(m, demo.held_out_batch(m, 5), limits=limits)
+        space.likelihood_view(m, space.held_out_batch(m, 5), limits=limits)
 
 
 def test_the_model_cache_is_bounded_by_memory(model_dir, tmp_path):
@@ -267,32 +288,32 @@ def test_the_model_cache_is_bounded_by_memory(model_dir, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(model_dir, a)
     shutil.copytree(model_dir, b)
-    one = demo.parameter_bytes(load_pipeline(str(model_dir))) / 2**20
-    registry = demo.ModelRegistry(str(model_dir), limits=demo.Limits(model_cache_mb=2.5 * one))
+    one = space.parameter_bytes(load_pipeline(str(model_dir))) / 2**20
+    registry = space.ModelRegistry(str(model_dir), limits=Limits(model_cache_mb=2.5 * one))
     registry.load("")
     registry.load(str(a))
     assert str(a) in registry
     registry.load(str(b))
     assert str(a) not in registry and str(b) in registry and str(model_dir) in registry
-    assert sum(demo.parameter_bytes(m) for m in registry._models.values()) <= 2.5 * one * 2**20
+    assert sum(space.parameter_bytes(m) for m in registry._models.values()) <= 2.5 * one * 2**20
 
 
 def test_uploads_are_checked_before_decoding(tmp_path):
     Image.new("1", (5000, 4000)).save(tmp_path / "huge.png")  # a few kB on disk, 20 megapixels decoded
     with pytest.raises(ValueError, match="huge.png is 5000x4000 pixels: upload an image of at most 4096x4096"):
-        demo.open_upload(str(tmp_path / "huge.png"))
+        space.open_upload(str(tmp_path / "huge.png"))
     Image.new("L", (100, 100)).save(tmp_path / "ok.png")
-    assert demo.open_upload(str(tmp_path / "ok.png")).size == (100, 100)
+    assert space.open_upload(str(tmp_path / "ok.png")).size == (100, 100)
     with pytest.raises(ValueError, match="is 100x100 pixels: upload an image of at most 50x50"):
-        demo.open_upload(str(tmp_path / "ok.png"), max_pixels=2500)
+        space.open_upload(str(tmp_path / "ok.png"), max_pixels=2500)
 
 
 def test_work_folders_are_removed_with_their_process(tmp_path):
-    stale = tmp_path / f"{demo.WorkDirs.PREFIX}999999999-abc"  # a pid that does not run
-    live = tmp_path / f"{demo.WorkDirs.PREFIX}{os.getpid()}-abc"
+    stale = tmp_path / f"{space.WorkDirs.PREFIX}999999999-abc"  # a pid that does not run
+    live = tmp_path / f"{space.WorkDirs.PREFIX}{os.getpid()}-abc"
     stale.mkdir()
     live.mkdir()
-    demo.WorkDirs.remove_stale(tmp_path)
+    space.WorkDirs.remove_stale(tmp_path)
     assert not stale.exists() and live.exists()
 
 
@@ -306,15 +327,15 @@ def test_a_hub_model_over_budget_is_refused_before_its_weights_are_downloaded(mo
 
     files = {str(p.relative_to(model_dir)): p.read_bytes() for p in Path(model_dir).rglob("*") if p.is_file()}
     script = (
-        "import sys; from ddpm import demo; from ddpm.hub import ModelLoadError\n"
-        "r = demo.ModelRegistry(demo.BUNDLED_MODEL, limits=demo.Limits(max_resolution=int(sys.argv[1])), allow_local=False)\n"
+        "import sys; from ddpm import space; from ddpm.hub import ModelLoadError; from ddpm.limits import Limits\n"
+        "r = space.ModelRegistry(space.BUNDLED_MODEL, limits=Limits(max_resolution=int(sys.argv[1])), allow_local=False)\n"
         "try:\n    print('LOADED', r.load('alice/ddpm').unet.config.sample_size)\n"
         "except ModelLoadError as e:\n    print('REFUSED', e)\n"
     )
     with FakeHub() as hub:
         hub.repos["alice/ddpm"] = Repo(files=files, commits=["1" * 40])
         env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
-               "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(demo.ROOT)}  # fmt: skip
+               "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(space.ROOT)}  # fmt: skip
         refused = subprocess.run([sys.executable, "-c", script, "4"], env=env, capture_output=True, text=True, timeout=120)
         assert "REFUSED alice/ddpm is not served here: it makes 8 px images" in refused.stdout, refused.stderr[-2000:]
         weights = [(m, p) for m, p in hub.requests if p.endswith(".safetensors")]
@@ -332,27 +353,27 @@ def final_tensor(update) -> np.ndarray:
 def test_a_drawing_is_noised_to_t_and_brought_back(model, tmp_path):
     drawing = Image.new("L", (280, 280))
     drawing.paste(255, (60, 40, 220, 240))  # a white block on the black canvas
-    settings = demo.check_settings(model, 4, 1, "ddpm", 30, 0, False)
-    first = list(demo.from_drawing(model, drawing, 12, settings, tmp_path / "a", min_interval=0.0))
-    again = list(demo.from_drawing(model, drawing, 12, settings, tmp_path / "b", min_interval=0.0))
+    settings = space.check_settings(model, 4, 1, "ddpm", 30, 0, False)
+    first = list(space.from_drawing(model, drawing, 12, settings, tmp_path / "a", min_interval=0.0))
+    again = list(space.from_drawing(model, drawing, 12, settings, tmp_path / "b", min_interval=0.0))
     assert first[-1].status.startswith("done: 12 steps") and first[0].status.startswith("step 0 of 12 · t = 12")
     assert np.array_equal(final_tensor(first[-1]), final_tensor(again[-1]))  # same seed, same result
     assert [c for _, c in first[-1].gallery][0].startswith("t = 12 · SNR")
-    x0 = demo.model_input(model, drawing)
-    input_picture = np.asarray(demo.grid(x0, scale=demo.picture_scale(8, 1)))
+    x0 = space.model_input(model, drawing)
+    input_picture = np.asarray(grid(x0, scale=space.picture_scale(8, 1)))
     shown = final_tensor(first[-1])
     assert np.array_equal(shown[:, : input_picture.shape[1]], input_picture)  # input | x_t | result, side by side
-    (zero,) = demo.from_drawing(model, drawing, 0, settings, tmp_path / "c")
+    (zero,) = space.from_drawing(model, drawing, 0, settings, tmp_path / "c")
     assert np.array_equal(np.asarray(zero.preview), input_picture)  # t = 0: the input itself
 
 
 def test_a_drawing_from_t_equal_T_is_generates_image_for_that_seed(tmp_path):
     m = load_pipeline(str(save_pipeline(tmp_path / "m", tiny_unet(), DDPMScheduler(num_train_timesteps=1000))))
-    settings = demo.check_settings(m, 9, 1, "ddim", 10, 0, False)
+    settings = space.check_settings(m, 9, 1, "ddim", 10, 0, False)
     drawing = Image.new("L", (28, 28))
     drawing.paste(255, (8, 4, 20, 24))
-    drawn = list(demo.from_drawing(m, drawing, 1000, settings, tmp_path / "d"))[-1]
-    plain = list(demo.generate(m, settings, tmp_path / "g"))[-1]
+    drawn = list(space.from_drawing(m, drawing, 1000, settings, tmp_path / "d"))[-1]
+    plain = list(space.generate(m, settings, tmp_path / "g"))[-1]
     ours, theirs = final_tensor(drawn)[:, -plain.preview.width :], final_tensor(plain)
     assert ours.shape == theirs.shape
     assert np.abs(ours - theirs).mean() < 3  # x_T differs only by sqrt(abar_T) x_0 = 0.006 x_0: the same image
@@ -364,20 +385,20 @@ def test_any_image_mode_can_be_drawn_or_uploaded(model, mode, tmp_path):
     a[10:30, 5:25] = 255
     image = Image.fromarray(a, "RGBA") if mode in ("RGBA", "LA") else Image.fromarray(a[..., :3], "RGB")
     image = image.convert(mode) if mode != "I;16" else Image.fromarray(a[..., 0].astype(np.uint16) * 257)
-    x0 = demo.model_input(model, demo.drawing_image(image))
+    x0 = space.model_input(model, space.drawing_image(image))
     assert x0.shape == (1, 1, 8, 8) and x0.max() > 0 and x0.min() == -1  # strokes bright, canvas black
 
 
 def test_empty_or_missing_drawings_get_one_line(model):
     with pytest.raises(ValueError, match="draw something first"):
-        demo.drawing_image(None)
+        space.drawing_image(None)
     with pytest.raises(ValueError, match="the canvas is empty"):
-        demo.drawing_image(Image.new("RGBA", (280, 280)))  # transparent: nothing drawn
+        space.drawing_image(Image.new("RGBA", (280, 280)))  # transparent: nothing drawn
     with pytest.raises(ValueError, match="the canvas is empty"):
-        demo.drawing_image(Image.new("L", (280, 280), 255))
-    assert "keeps your drawing and cleans it up" in demo.strength_note(model, 1)
-    assert "**t = 0**" in demo.strength_note(model, 0)
+        space.drawing_image(Image.new("L", (280, 280), 255))
+    assert "keeps your drawing and cleans it up" in space.strength_note(model, 1)
+    assert "**t = 0**" in space.strength_note(model, 0)
     with pytest.raises(ValueError, match="t must be between 0 and 30"):
-        demo.strength_note(model, 31)
-    big = demo.strength_note(load_pipeline(demo.BUNDLED_MODEL), 1000)
+        space.strength_note(model, 31)
+    big = space.strength_note(load_pipeline(space.BUNDLED_MODEL), 1000)
     assert "forgets your drawing" in big and "SNR = ᾱ_t / (1 − ᾱ_t) = 4.0" in big

@@ -1,0 +1,108 @@
+"""What the Space shows, without Gradio, one concept a module:
+
+- `registry`: which models a visitor may load, the budget check before weights are read, the memory-bounded cache;
+- `settings`: a sampling request (seed, images, sampler, steps, eta, precision, clipping), checked;
+- `runtime`: per-run output folders and the network behind one lock;
+- `stream`: a sampling run streamed as updates (live frame, GIF, gallery, zip), from noise or from a drawing;
+- `inputs`: images coming in (held-out test images, uploads, sketches) as model input;
+- `views`: the teaching views (forward process, schedule, strength note, the bound term by term).
+
+`app.py` wires these to widgets; everything takes and returns plain Python, tensors and PIL images, so it is tested
+directly. Bad input raises `ValueError` (or `ModelLoadError`) with a one-line message for the UI.
+"""
+
+from .inputs import (
+    MAX_UPLOAD_PIXELS,
+    drawing_image,
+    held_out_batch,
+    held_out_image,
+    held_out_order,
+    held_out_set,
+    model_input,
+    open_upload,
+)
+from .registry import (
+    ARTICLE_T200_MODEL,
+    BUNDLED_MODEL,
+    BUNDLED_MODELS,
+    DIGITS_MODEL,
+    MAX_NAME,
+    ROOT,
+    ModelRegistry,
+    describe,
+    display_name,
+    parameter_bytes,
+    trained_on,
+)
+from .runtime import Serialized, WorkDirs
+from .settings import (
+    CLIP_LABELS,
+    MAX_IMAGES,
+    MAX_SEED,
+    PRECISION_LABELS,
+    SAMPLER_LABELS,
+    Settings,
+    check_settings,
+    default_precision,
+    shown,
+)
+from .stream import (
+    GALLERY_FRAMES,
+    GIF_FRAMES,
+    Update,
+    frame_caption,
+    from_drawing,
+    generate,
+    log_snr,
+    log_snr_frames,
+    picture_scale,
+)
+from .views import forward_strip, forward_view, likelihood_view, schedule_figure, schedule_report, strength_note
+
+__all__ = [
+    "ARTICLE_T200_MODEL",
+    "BUNDLED_MODEL",
+    "BUNDLED_MODELS",
+    "CLIP_LABELS",
+    "DIGITS_MODEL",
+    "GALLERY_FRAMES",
+    "GIF_FRAMES",
+    "MAX_IMAGES",
+    "MAX_NAME",
+    "MAX_SEED",
+    "MAX_UPLOAD_PIXELS",
+    "ModelRegistry",
+    "PRECISION_LABELS",
+    "ROOT",
+    "SAMPLER_LABELS",
+    "Serialized",
+    "Settings",
+    "Update",
+    "WorkDirs",
+    "check_settings",
+    "default_precision",
+    "describe",
+    "display_name",
+    "drawing_image",
+    "forward_strip",
+    "forward_view",
+    "frame_caption",
+    "from_drawing",
+    "generate",
+    "held_out_batch",
+    "held_out_image",
+    "held_out_order",
+    "held_out_set",
+    "likelihood_view",
+    "log_snr",
+    "log_snr_frames",
+    "model_input",
+    "open_upload",
+    "parameter_bytes",
+    "picture_scale",
+    "schedule_figure",
+    "schedule_report",
+    "shown",
+    "strength_note",
+    "trained_on",
+]

@@ -1,0 +1,133 @@
+"""Which models the Space serves: the bundled ones, Hub repo ids, the operator's folders; loaded on demand, checked
+against the budget before their weights are read, kept while they fit in memory."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from ..hub import LoadedModel, ModelLoadError, load_pipeline
+from ..limits import Limits, OverBudget, check_model
+from ..models import count_parameters
+from .settings import shown
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLED_MODEL = str(ROOT / "pretrained" / "ddpm-fashion")  # the default: Fashion-MNIST 28 px, T = 1000
+DIGITS_MODEL = str(ROOT / "pretrained" / "ddpm-digits")  # scikit-learn's 8 px digits, T = 1000 as in Ho et al.
+ARTICLE_T200_MODEL = str(ROOT / "pretrained" / "ddpm-digits-t200")  # the same recipe with the article's T = 200
+BUNDLED_MODELS = {
+    BUNDLED_MODEL: "bundled Fashion-MNIST model (trained on its 60,000 training images)",
+    DIGITS_MODEL: "bundled digits model (scikit-learn's 8x8 digits, 1437 training images)",
+    ARTICLE_T200_MODEL: "bundled digits model with the article's T = 200",
+}
+
+
+HUB_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+MAX_NAME = 200
+
+
+class ModelRegistry:
+    """The models a Space serves, loaded on demand and kept while their parameters fit in `limits.model_cache_mb`
+    (least recently used dropped first; the default model is kept).
+
+    Who may load what: visitors name Hub repo ids (user/name) or the bundled models (by their project-relative
+    names); local folders are for the operator (`folders`, e.g. the model given at start) unless `allow_local`
+    opts in for local development. A refused name is answered without looking at the disk, so the reply tells
+    nothing about the server's files. Every model is checked against `limits` before its weights are read.
+    """
+
+    def __init__(self, default: str = BUNDLED_MODEL, limits: Limits | None = None, allow_local: bool = True,
+                 folders: tuple[str, ...] = ()):  # fmt: skip
+        self.limits = limits or Limits()
+        self.allow_local = allow_local
+        self.folders = {display_name(str(Path(p).resolve())): str(Path(p).resolve()) for p in (*BUNDLED_MODELS, *folders)}
+        self.default = self.key(default) or default
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, name: str) -> str | None:
+        """The cache key of a name this registry serves (a folder's absolute path, or a repo id), else None."""
+        if name in self.folders:
+            return self.folders[name]
+        if name in self.folders.values():
+            return name
+        if self.allow_local and Path(name).expanduser().is_dir():  # one cache entry per folder, however spelled
+            return str(Path(name).expanduser().resolve())
+        if HUB_REPO_ID.fullmatch(name) and ".." not in name and "--" not in name:
+            return name
+        return None
+
+    def is_folder(self, key: str) -> bool:
+        return key in self.folders.values() or (self.allow_local and Path(key).is_absolute())
+
+    def load(self, name: str | None) -> LoadedModel:
+        """The model `name` (a Hub repo id, a bundled model; empty = default); raises ModelLoadError."""
+        name = (name or "").strip() or self.default
+        if len(name) > MAX_NAME:
+            raise ModelLoadError(f"a model name has at most {MAX_NAME} characters (a Hub repo id is user/name)")
+        key = self.key(name)
+        if key is None:
+            kinds = "a model folder, a bundled model or a Hub repo id" if self.allow_local else "a bundled model or a Hub repo id"
+            raise ModelLoadError(f"{shown(name)!r} is not {kinds} (user/name): this Space loads those")
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        cost = {}
+
+        def check(unet_config, scheduler_config, weights_bytes):
+            try:
+                cost["flops"] = check_model(unet_config, scheduler_config, weights_bytes, self.limits)
+            except OverBudget as e:
+                raise ModelLoadError(f"{shown(name)} is not served here: {e}") from None
+
+        model = load_pipeline(key, check=check, local=self.is_folder(key))
+        model.flops_per_step = cost["flops"]
+        with self._lock:
+            self._models[key] = model
+            self._models.move_to_end(key)
+            self._evict()
+        return model
+
+    def _evict(self) -> None:
+        budget = self.limits.model_cache_mb * 2**20
+        while sum(map(parameter_bytes, self._models.values())) > budget:
+            old = next((k for k in self._models if k != self.default), None)
+            if old is None or old == next(reversed(self._models)):
+                break  # the default, or the model just asked for, stays
+            del self._models[old]
+
+    def __contains__(self, name: str) -> bool:
+        return (self.key(name) or name) in self._models
+
+
+def parameter_bytes(model: LoadedModel) -> int:
+    return sum(p.numel() * p.element_size() for p in model.unet.parameters())
+
+
+def display_name(name: str) -> str:
+    """A model name as shown in the UI: folders inside the project relative to it."""
+    path = Path(name)
+    return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) else name
+
+
+def describe(model: LoadedModel) -> str:
+    """A short markdown card of the model for the UI."""
+    cfg, sched = model.unet.config, model.scheduler
+    d = sched.diagnostics()
+    name = BUNDLED_MODELS.get(model.source) or f"`{display_name(model.source)}`" + trained_on(model)
+    text = (
+        f"**{name}**: UNet2DModel, {count_parameters(model.unet) / 1e6:.2f} M parameters, "
+        f"{cfg.in_channels} channel(s) at {cfg.sample_size}x{cfg.sample_size} px; T = {sched.num_train_timesteps}, "
+        f"{sched.config.beta_schedule} schedule, predicts {sched.config.prediction_type}."
+    )
+    return text + (f"\n\n⚠️ {d.warning}" if d.warning else "")
+
+
+def trained_on(model: LoadedModel) -> str:
+    """ ", trained on X" as its model card says (our cards write "trained on **X**"), or nothing."""
+    card = model.path / "README.md"
+    found = re.search(r"trained on \*\*([^*\n]{1,80})\*\*", card.read_text(errors="replace")) if card.is_file() else None
+    return f", trained on {found[1]}" if found else ""

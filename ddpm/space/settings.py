@@ -1,0 +1,91 @@
+"""What a visitor asks of a sampling run (seed, images, sampler, steps, eta, precision, clipping), checked before any
+work: every bad value is a ValueError whose one line says what to change."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..hub import LoadedModel
+from ..limits import Limits, check_request
+from ..sampling import bf16_is_native
+
+MAX_IMAGES = 16
+MAX_SEED = 2**32 - 1
+SAMPLER_LABELS = {
+    "DDPM ancestral, all T steps (Algorithm 2)": "ddpm",
+    "DDPM respaced (fewer steps)": "respaced",
+    "DDIM (fewer steps, eta)": "ddim",
+}
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """What a visitor typed, safe to echo: one line, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+PRECISION_LABELS = {
+    "fp32: the same images as diffusers": "fp32",
+    "bf16: faster on CPUs with bfloat16": "bf16",
+}
+CLIP_LABELS = {
+    "clip x̂0 to [-1, 1] (diffusers' default)": True,
+    "no clipping, as the article writes it": False,
+}
+CLIP_NOTE = (
+    "At every step the network's estimate of the clean image, x̂0, lies in the data's range [-1, 1] once clipped; "
+    "the next x_t is computed from that estimate. Without clipping (Algorithm 2 as written) a small network's "
+    "errors can compound over the steps into saturated, all-black or all-white pictures, fastest with few steps."
+)
+
+
+def default_precision() -> str:
+    """The Generate tab's default: bf16 where this CPU computes it natively (it pays there), else fp32."""
+    label = {v: k for k, v in PRECISION_LABELS.items()}
+    return label["bf16" if bf16_is_native() else "fp32"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    seed: int
+    num_images: int
+    sampler: str
+    num_steps: int
+    eta: float
+    show_x0: bool
+    precision: str = "fp32"
+    clip: bool = True
+
+
+def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta, show_x0, precision="fp32",
+                   limits: Limits | None = None, clip=True) -> Settings:  # fmt: skip
+    """Validate what a visitor (or an API caller) asked for, and its work against `limits`; ValueError says what
+    to change."""
+    T = model.scheduler.num_train_timesteps
+    sampler = SAMPLER_LABELS.get(sampler, sampler)
+    if sampler not in SAMPLER_LABELS.values():
+        raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLER_LABELS)}")
+    precision = PRECISION_LABELS.get(precision, precision)
+    if precision not in PRECISION_LABELS.values():
+        raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISION_LABELS)}")
+    clip = CLIP_LABELS.get(clip, clip) if isinstance(clip, str) else clip
+    if not isinstance(clip, bool):
+        raise ValueError(f"unknown clipping {shown(clip)!r}: choose one of {', '.join(CLIP_LABELS)}")
+    try:
+        seed, num_images, num_steps, eta = int(seed), int(num_images), int(num_steps), float(eta)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError("seed, number of images and steps must be whole numbers, eta a number") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"the seed must be between 0 and {MAX_SEED}")
+    if not 1 <= num_images <= MAX_IMAGES:
+        raise ValueError(f"the number of images must be between 1 and {MAX_IMAGES}, got {num_images}")
+    if sampler == "ddpm":
+        num_steps = T
+    elif not 1 <= num_steps <= T:
+        raise ValueError(f"the number of steps must be between 1 and {T} (this model's T), got {num_steps}")
+    if not 0.0 <= eta <= 1.0 or math.isnan(eta):
+        raise ValueError(f"eta must be between 0 and 1, got {eta}")
+    if limits is not None:
+        check_request(num_images, num_steps, model.flops_per_step, limits)
+    return Settings(seed, num_images, sampler, num_steps, eta, bool(show_x0), precision, clip)

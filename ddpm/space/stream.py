@@ -1,0 +1,182 @@
+"""A sampling run as a stream of `Update`s: the live frame, then the GIF, the gallery of frames chosen evenly in
+log-SNR and a zip of them. `generate` starts from noise; `from_drawing` from a visitor's image noised to t."""
+
+from __future__ import annotations
+
+import math
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..hub import LoadedModel
+from ..sampling import frame_times, trajectory, walk
+from ..visualize import auto_scale, grid, save_gif, side_by_side
+from .inputs import model_input
+from .runtime import Serialized
+from .settings import Settings
+from .views import strength_note
+
+GIF_FRAMES = 60
+GALLERY_FRAMES = 11
+
+
+def log_snr(scheduler, t: int) -> float:
+    """log SNR(t) = log(abar_t / (1 - abar_t)) at the article's time t >= 1."""
+    abar = float(scheduler.alphas_cumprod[int(t) - 1])
+    return math.log(abar / (1.0 - abar))
+
+
+def log_snr_frames(scheduler, times: list[int], count: int) -> list[int]:
+    """Indices of about `count` of the frames at article times `times` (start ... 0), evenly spaced in log-SNR.
+
+    Evenly spaced in t, a linear schedule spends most frames where x_t is still noise (SNR < 1 until t ~ 260 of
+    1000): the picture only forms in the last quarter. log SNR is the quantity the image's visibility follows
+    (signal and noise in decibels), so equal steps in it show equal steps of the picture forming. x_T (the first
+    frame) and x_0 (the last) are always kept.
+    """
+    n = len(times)
+    if count >= n:
+        return list(range(n))
+    noisy = [i for i, t in enumerate(times) if t > 0]
+    levels = np.array([log_snr(scheduler, times[i]) for i in noisy])  # increasing along the walk
+    targets = np.linspace(levels[0], levels[-1], count - 1)
+    nearest = np.abs(levels[None, :] - targets[:, None]).argmin(axis=1)
+    return sorted({noisy[int(k)] for k in nearest} | {0, n - 1})
+
+
+def frame_caption(scheduler, t: int) -> str:
+    """ "t = 250 · SNR 1.02": the frame's time and its signal-to-noise ratio abar_t / (1 - abar_t)."""
+    return f"t = {t} · SNR {math.exp(log_snr(scheduler, t)):.3g}" if t > 0 else "t = 0 (x_0)"
+
+
+@dataclass
+class Update:
+    """One streamed state of a generation: the live preview, and at the end the GIF, gallery and download."""
+
+    preview: Image.Image
+    status: str
+    step: int
+    num_steps: int
+    gif: str | None = None
+    gallery: list[tuple[str, str]] = field(default_factory=list)
+    download: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.gif is not None
+
+
+def picture_scale(size: int, num_images: int) -> int:
+    """The upscaling of each image in a grid of `num_images`: about 64 px each for 16, 256 px for one."""
+    return auto_scale(size, max(64, 256 // math.ceil(math.sqrt(num_images))))
+
+
+def generate(
+    model: LoadedModel,
+    settings: Settings,
+    workdir: str | Path,
+    min_interval: float = 0.5,
+    noised: tuple[torch.Tensor, int] | None = None,
+) -> Iterator[Update]:
+    """Run the sampler and stream: the first frame at once, then a preview every `min_interval` seconds, then
+    the results.
+
+    The last update carries the GIF of the trajectory (x_T -> x_0; with x_0 predictions beside it when asked),
+    a gallery of PNG frames chosen evenly in log-SNR and captioned with t and SNR, and a zip of all of them.
+    `noised = (x_0, t)` starts instead from x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at time t, eps being the
+    seed's first draw (the one Generate spends on x_T), and shows x_0 and x_t left of the final image.
+    """
+    workdir = Path(workdir)
+    frames_dir = workdir / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    unet, scheduler = model.unet, model.scheduler
+    size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else max(unet.config.sample_size)
+    nrow = math.ceil(math.sqrt(settings.num_images))
+    scale = picture_scale(size, settings.num_images)
+    steps = settings.num_steps if settings.sampler != "ddpm" else None
+    generator = torch.Generator().manual_seed(settings.seed)
+    start, lead = None, []
+    if noised is not None:
+        x0, t = noised
+        eps = torch.randn(x0.shape, generator=generator)
+        start = (model.scheduler.q_sample(x0, int(t) - 1, eps).to(x0.dtype), int(t))
+        lead = [grid(x0, nrow=nrow, scale=scale), grid(start[0].clamp(-1, 1), nrow=nrow, scale=scale)]
+    times = frame_times(walk(scheduler.num_train_timesteps, settings.sampler, steps, None if start is None else start[1]))
+    n = len(times) - 1
+    keep_gif, keep_gallery = (
+        set(log_snr_frames(scheduler, times, GIF_FRAMES)),
+        set(log_snr_frames(scheduler, times, GALLERY_FRAMES)),
+    )
+
+    def render(frame) -> Image.Image:
+        picture = grid(frame.sample, nrow=nrow, scale=scale)
+        if settings.show_x0:
+            x0 = frame.pred_original_sample if frame.pred_original_sample is not None else torch.zeros_like(frame.sample)
+            picture = side_by_side(picture, grid(x0.clamp(-1, 1), nrow=nrow, scale=scale))
+        return picture
+
+    gif_frames: list[Image.Image] = []
+    gallery: list[tuple[Image.Image, int]] = []
+    start_time = last = time.perf_counter()
+    picture = None
+    frames = trajectory(Serialized(unet), scheduler, settings.num_images, sampler=settings.sampler, num_inference_steps=steps,
+                        eta=settings.eta, generator=generator, precision=settings.precision, start=start,
+                        clip_sample=settings.clip)  # fmt: skip
+    for frame in frames:
+        now = time.perf_counter()
+        due = frame.step == 0 or now - last >= min_interval
+        if not (due or frame.step in keep_gif or frame.step in keep_gallery or frame.step == n):
+            continue
+        picture = render(frame)
+        if frame.step in keep_gif:
+            gif_frames.append(picture)
+        if frame.step in keep_gallery:
+            gallery.append((picture, frame.t))
+        if due and frame.step < n:
+            last = now
+            yield Update(picture, f"step {frame.step} of {n} · {frame_caption(scheduler, frame.t)}", frame.step, n)
+
+    elapsed = time.perf_counter() - start_time
+    gif = save_gif(gif_frames, workdir / "trajectory.gif")
+    captions = []
+    for image, t in gallery:
+        path = frames_dir / f"t={t:04d}.png"
+        image.save(path)
+        captions.append((str(path), frame_caption(scheduler, t)))
+    zip_path = workdir / "ddpm-trajectory.zip"
+    with zipfile.ZipFile(zip_path, "w") as z:
+        z.write(gif, gif.name)
+        for path, _ in captions:
+            z.write(path, f"frames/{Path(path).name}")
+    for before in reversed(lead):
+        picture = side_by_side(before, picture)
+    clipped = "x̂0 clipped" if settings.clip else "x̂0 not clipped"
+    status = (f"done: {n} steps for {settings.num_images} image(s) in {elapsed:.1f} s "
+              f"(seed {settings.seed}, {settings.precision}, {clipped})")  # fmt: skip
+    yield Update(picture, status, n, n, gif=str(gif), gallery=captions, download=str(zip_path))
+
+
+def from_drawing(model: LoadedModel, image: Image.Image, t: int, settings: Settings, workdir: str | Path,
+                 min_interval: float = 0.5) -> Iterator[Update]:  # fmt: skip
+    """Your image through q and back through p_theta: x_0 (preprocessed as training data is) -> x_t (the closed
+    form, eps from the seed) -> x_0 again by the reverse process from t, streamed as `generate` streams.
+    At t = 0 the result is the input; at t = T it is Generate's image for that seed up to sqrt(abar_T) x_0."""
+    x0 = model_input(model, image)
+    strength_note(model, t)  # checks t
+    if int(t) == 0:
+        picture = grid(x0, scale=picture_scale(x0.shape[-1], 1))
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
+        gif = save_gif([picture], workdir / "trajectory.gif")
+        frame = workdir / "t=0000.png"
+        picture.save(frame)
+        gallery = [(str(frame), "t = 0 (x_0)")]
+        yield Update(picture, "done: t = 0, no steps: the input itself", 0, 0, gif=str(gif), gallery=gallery, download=str(gif))
+        return
+    yield from generate(model, settings, workdir, min_interval, noised=(x0, int(t)))

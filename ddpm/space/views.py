@@ -1,0 +1,133 @@
+"""The teaching views: the forward process q(x_t | x_0) at any t, the noise schedule, the strength of a
+drawing's noising, and the variational bound term by term."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..hub import LoadedModel
+from ..likelihood import bits_per_dim
+from ..limits import Limits, check_request
+from ..visualize import auto_scale, frame_indices, grid, side_by_side
+from .runtime import Serialized
+
+
+def strength_note(model: LoadedModel, t: int) -> str:
+    """What starting the reverse process at time t keeps of the drawing: abar_t, the SNR, and in words."""
+    T = model.scheduler.num_train_timesteps
+    if not 0 <= int(t) <= T:
+        raise ValueError(f"t must be between 0 and {T}")
+    if int(t) == 0:
+        return "**t = 0**: no noise, nothing for the model to do: the result is your drawing."
+    abar = float(model.scheduler.alphas_cumprod[int(t) - 1])
+    snr = abar / (1 - abar)
+    if snr >= 1:
+        words = "more signal than noise: the model keeps your drawing and cleans it up"
+    elif snr >= 0.01:
+        words = "more noise than signal: only the rough shape of your drawing survives"
+    else:
+        words = "almost pure noise: the model forgets your drawing and makes an image of its own"
+    return f"**t = {int(t)}** of {T}: ᾱ_t = {abar:.4f}, SNR = ᾱ_t / (1 − ᾱ_t) = {snr:.3g}: {words}."
+
+
+def _x_t(model: LoadedModel, x0: torch.Tensor, t: int, seed: int) -> tuple[torch.Tensor, float]:
+    """(x_t, abar_t) at the article's time t (0 = the data itself), eps drawn from `seed`."""
+    s = model.scheduler
+    T = s.num_train_timesteps
+    if not 0 <= int(t) <= T:
+        raise ValueError(f"t must be between 0 and {T}")
+    if int(t) == 0:
+        return x0, 1.0
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed)))
+    return s.q_sample(x0, int(t) - 1, eps), float(s.alphas_cumprod[int(t) - 1])
+
+
+def forward_view(model: LoadedModel, x0: torch.Tensor, t: int, seed: int = 0) -> tuple[Image.Image, str]:
+    """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at the article's time t (0 = the data), beside x_0."""
+    xt, abar = _x_t(model, x0, t, seed)
+    scale = auto_scale(x0.shape[-1], 192)
+    snr = abar / (1 - abar) if abar < 1 else math.inf
+    picture = side_by_side(grid(x0, scale=scale, padding=0), grid(xt.clamp(-1, 1), scale=scale, padding=0))
+    text = (
+        f"**t = {int(t)}** of T = {model.scheduler.num_train_timesteps}: q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) "
+        f"with abar_t = {abar:.5f}, sqrt(abar_t) = {math.sqrt(abar):.4f} (signal kept), "
+        f"sqrt(1 - abar_t) = {math.sqrt(1 - abar):.4f} (noise std), SNR = {snr:.4g}. Left: x_0, right: x_t."
+    )
+    return picture, text
+
+
+def forward_strip(model: LoadedModel, x0: torch.Tensor, count: int = 9, seed: int = 0) -> list[tuple[Image.Image, str]]:
+    """x_t at `count` times from t = 0 to T, all with the same eps (the closed form, not a chain)."""
+    T = model.scheduler.num_train_timesteps
+    scale = auto_scale(x0.shape[-1], 96)
+    return [
+        (grid(_x_t(model, x0, t, seed)[0].clamp(-1, 1), scale=scale, padding=0), f"t = {t}") for t in frame_indices(T + 1, count)
+    ]
+
+
+def schedule_figure(model: LoadedModel):
+    """beta_t, abar_t (with sqrt(abar_t)) and SNR(t) over t = 1..T, as a matplotlib figure."""
+    from matplotlib.figure import Figure
+
+    s = model.scheduler
+    t = np.arange(1, s.num_train_timesteps + 1)
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    ax1.plot(t, s.betas.numpy())
+    ax1.set(title="beta_t", xlabel="t")
+    ax2.plot(t, s.alphas_cumprod.numpy(), label="abar_t")
+    ax2.plot(t, s.sqrt_alphas_cumprod.numpy(), label="sqrt(abar_t)")
+    ax2.set(title="abar_t = prod alpha_s", xlabel="t", ylim=(0, 1.02))
+    ax2.legend()
+    ax3.semilogy(t, s.snr().numpy())
+    ax3.set(title="SNR(t) = abar_t / (1 - abar_t)", xlabel="t")
+    for ax in (ax1, ax2, ax3):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def schedule_report(model: LoadedModel) -> str:
+    s = model.scheduler
+    d = s.diagnostics()
+    text = (
+        f"T = {d.num_train_timesteps}, beta from {float(s.betas[0]):.2e} to {float(s.betas[-1]):.4f} "
+        f"({s.config.beta_schedule}). At t = T: abar_T = {d.alphas_cumprod_T:.3e}, sqrt(abar_T) = "
+        f"{d.sqrt_alphas_cumprod_T:.4f}, SNR(T) = {d.snr_T:.3e}; prior KL(q(x_T|x_0) || N(0, I)) = "
+        f"{d.prior_kl_bits:.3e} bits/dim for unit-variance data."
+    )
+    return text + (f"\n\n⚠️ {d.warning}" if d.warning else "\n\n✅ x_T is close to N(0, I): sampling can start from pure noise.")
+
+
+def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0,
+                    progress: Callable[[int, int], None] | None = None, limits: Limits | None = None):  # fmt: skip
+    """The bound L_T + sum L_{t-1} + L_0 (bits/dim) on a batch, as a chart of every term and a summary."""
+    from matplotlib.figure import Figure
+
+    if limits is not None:
+        check_request(x0.shape[0], model.scheduler.num_train_timesteps, model.flops_per_step, limits)
+    terms = bits_per_dim(Serialized(model.unet), model.scheduler, x0, generator=torch.Generator().manual_seed(int(seed)),
+                         progress=progress)  # fmt: skip
+    s = terms.summary()
+    per_t = terms.terms.mean(0).numpy()
+    T = len(per_t)
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=(3, 1))
+    ax1.semilogy(np.arange(2, T + 1), np.clip(per_t[1:], 1e-12, None), label="L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))")
+    ax1.set(title="terms of the bound over t (bits/dim)", xlabel="t")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    names = ["L_T", "sum L_{t-1}", "L_0", "total"]
+    values = [s["L_T"], s["sum_L_t-1"], s["L_0"], s["bits_per_dim"]]
+    ax2.bar(names, values, color=["#999", "#4c72b0", "#dd8452", "#222"])
+    ax2.set(title="bits/dim")
+    ax2.tick_params(axis="x", labelrotation=30)
+    text = (
+        f"**{s['bits_per_dim']:.3f} bits/dim** (upper bound on -log2 p(x_0) per dimension) for {x0.shape[0]} image(s): "
+        f"L_T = {s['L_T']:.2e}, sum of L_(t-1) = {s['sum_L_t-1']:.3f}, L_0 = {s['L_0']:.3f}."
+    )
+    return fig, text
