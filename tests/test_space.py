@@ -153,7 +153,7 @@ def test_forward_view_shows_the_closed_form(model):
     assert x0.shape == (1, 1, 8, 8)
     picture, text = space.forward_view(model, x0, 15, seed=2)
     abar = float(model.scheduler.alphas_cumprod[14])
-    assert f"abar_t = {abar:.5f}" in text and f"sqrt(abar_t) = {abar**0.5:.4f}" in text
+    assert f"ᾱ_t = {abar:.5f}" in text and f"√ᾱ_t = {abar**0.5:.4f}" in text
     same, _ = space.forward_view(model, x0, 0)
     left, right = np.asarray(same)[:, : same.width // 2 - 4], np.asarray(same)[:, -(same.width // 2 - 4) :]
     assert np.array_equal(left, right)  # at t = 0, x_t is x_0

@@ -54,9 +54,9 @@ def forward_view(model: LoadedModel, x0: torch.Tensor, t: int, seed: int = 0) ->
     snr = abar / (1 - abar) if abar < 1 else math.inf
     picture = side_by_side(grid(x0, scale=scale, padding=0), grid(xt.clamp(-1, 1), scale=scale, padding=0))
     text = (
-        f"**t = {int(t)}** of T = {model.scheduler.num_train_timesteps}: q(x_t | x_0) = N(sqrt(abar_t) x_0, (1 - abar_t) I) "
-        f"with abar_t = {abar:.5f}, sqrt(abar_t) = {math.sqrt(abar):.4f} (signal kept), "
-        f"sqrt(1 - abar_t) = {math.sqrt(1 - abar):.4f} (noise std), SNR = {snr:.4g}. Left: x_0, right: x_t."
+        f"**t = {int(t)}** of T = {model.scheduler.num_train_timesteps}: q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I) "
+        f"with ᾱ_t = {abar:.5f}, √ᾱ_t = {math.sqrt(abar):.4f} (signal kept), "
+        f"√(1 − ᾱ_t) = {math.sqrt(1 - abar):.4f} (noise sd), SNR = ᾱ_t / (1 − ᾱ_t) = {snr:.4g}. Left: x_0, right: x_t."
     )
     return picture, text
 
@@ -79,13 +79,13 @@ def schedule_figure(model: LoadedModel):
     fig = Figure(figsize=(10, 3.2), layout="constrained")
     ax1, ax2, ax3 = fig.subplots(1, 3)
     ax1.plot(t, s.betas.numpy())
-    ax1.set(title="beta_t", xlabel="t")
-    ax2.plot(t, s.alphas_cumprod.numpy(), label="abar_t")
-    ax2.plot(t, s.sqrt_alphas_cumprod.numpy(), label="sqrt(abar_t)")
-    ax2.set(title="abar_t = prod alpha_s", xlabel="t", ylim=(0, 1.02))
+    ax1.set(title=r"$\beta_t$", xlabel="t")
+    ax2.plot(t, s.alphas_cumprod.numpy(), label=r"$\bar\alpha_t$")
+    ax2.plot(t, s.sqrt_alphas_cumprod.numpy(), label=r"$\sqrt{\bar\alpha_t}$")
+    ax2.set(title=r"$\bar\alpha_t = \prod_{s \leq t} \alpha_s$", xlabel="t", ylim=(0, 1.02))
     ax2.legend()
     ax3.semilogy(t, s.snr().numpy())
-    ax3.set(title="SNR(t) = abar_t / (1 - abar_t)", xlabel="t")
+    ax3.set(title=r"SNR$(t) = \bar\alpha_t\,/\,(1 - \bar\alpha_t)$", xlabel="t")
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
     return fig
@@ -96,8 +96,8 @@ def schedule_report(model: LoadedModel) -> str:
     d = s.diagnostics()
     text = (
         f"T = {d.num_train_timesteps}, beta from {float(s.betas[0]):.2e} to {float(s.betas[-1]):.4f} "
-        f"({s.config.beta_schedule}). At t = T: abar_T = {d.alphas_cumprod_T:.3e}, sqrt(abar_T) = "
-        f"{d.sqrt_alphas_cumprod_T:.4f}, SNR(T) = {d.snr_T:.3e}; prior KL(q(x_T|x_0) || N(0, I)) = "
+        f"({s.config.beta_schedule}). At t = T: ᾱ_T = {d.alphas_cumprod_T:.3e}, √ᾱ_T = "
+        f"{d.sqrt_alphas_cumprod_T:.4f}, SNR(T) = {d.snr_T:.3e}; prior KL(q(x_T | x_0) ‖ N(0, I)) = "
         f"{d.prior_kl_bits:.3e} bits/dim for unit-variance data."
     )
     return text + (f"\n\n⚠️ {d.warning}" if d.warning else "\n\n✅ x_T is close to N(0, I): sampling can start from pure noise.")
@@ -117,17 +117,21 @@ def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0,
     T = len(per_t)
     fig = Figure(figsize=(10, 3.4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=(3, 1))
-    ax1.semilogy(np.arange(2, T + 1), np.clip(per_t[1:], 1e-12, None), label="L_{t-1} = KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t))")
+    ax1.semilogy(
+        np.arange(2, T + 1),
+        np.clip(per_t[1:], 1e-12, None),
+        label=r"$L_{t-1} = KL(q(x_{t-1} \mid x_t, x_0)\ \|\ p_\theta(x_{t-1} \mid x_t))$",
+    )
     ax1.set(title="terms of the bound over t (bits/dim)", xlabel="t")
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
-    names = ["L_T", "sum L_{t-1}", "L_0", "total"]
+    names = [r"$L_T$", r"$\sum L_{t-1}$", r"$L_0$", "total"]
     values = [s["L_T"], s["sum_L_t-1"], s["L_0"], s["bits_per_dim"]]
     ax2.bar(names, values, color=["#999", "#4c72b0", "#dd8452", "#222"])
     ax2.set(title="bits/dim")
     ax2.tick_params(axis="x", labelrotation=30)
     text = (
-        f"**{s['bits_per_dim']:.3f} bits/dim** (upper bound on -log2 p(x_0) per dimension) for {x0.shape[0]} image(s): "
-        f"L_T = {s['L_T']:.2e}, sum of L_(t-1) = {s['sum_L_t-1']:.3f}, L_0 = {s['L_0']:.3f}."
+        f"**{s['bits_per_dim']:.3f} bits/dim** (upper bound on −log₂ p(x_0) per dimension) for {x0.shape[0]} image(s): "
+        f"L_T = {s['L_T']:.2e}, Σ L_{{t−1}} = {s['sum_L_t-1']:.3f}, L_0 = {s['L_0']:.3f}."
     )
     return fig, text
