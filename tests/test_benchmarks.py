@@ -35,3 +35,20 @@ def test_bootstrap_fd_spread_is_the_sampling_noise():
     assert b_large.mean() == pytest.approx(1.0, abs=0.1)
     # the sd of FD(n samples) falls like 1/sqrt(n): 25x the samples, about a fifth of the spread
     assert 3 < b_small.std() / b_large.std() < 8
+
+
+def test_the_blow_up_check_flags_broken_pictures_and_no_real_image():
+    """Blown up: values far outside [-1, 1] before the clamp, or a flat picture (uniform, all white, all black); none
+    of Fashion-MNIST's 10,000 test images nor of the digits' test split counts, each kind of broken picture does."""
+    from benchmarks.failures import failures
+    from benchmarks.fashion import split_tensor
+
+    real, _ = split_tensor("test")
+    assert failures(real) == {"blown": 0, "flat": 0, "any": 0}
+    digits, _ = through_model_path("test", 8)
+    assert failures(digits)["any"] == 0
+    speckled = real[:1].clone()
+    speckled[0, 0, 3, 3] = 4.0
+    white, black, grey = torch.ones(1, 1, 28, 28), -torch.ones(1, 1, 28, 28), torch.full((1, 1, 28, 28), 0.2)
+    counts = failures(torch.cat([speckled, white, black, grey, real[:4]]))
+    assert counts == {"blown": 1, "flat": 3, "any": 4}
