@@ -6,13 +6,12 @@ this one machine (the median of per-pair ratios, with their range); no number he
     python -m benchmarks                      # everything (about 2 hours on 2 CPU cores)
     python -m benchmarks --skip-speed         # quality only
     python -m benchmarks --model-t200 DIR     # also score a model trained with the article's T = 200
-    python -m benchmarks --skip-speed --skip-digits --update   # the 28 px Fashion-MNIST quality alone
-    python -m benchmarks --skip-digits --update --fashion-card  # its speed too, and the measured quality written
-                                                                # into the model's card
+    python -m benchmarks --skip-digits --update --fashion-card  # the 28 px Fashion-MNIST section alone, its measured
+                                                                # quality written into the model's card
     python -m benchmarks.failures MODEL       # blown-up samples of any model, every sampler the Space offers
 
---skip-speed skips the speed sections (digits and 28 px); --skip-quality the digits quality; --skip-digits both digits
-sections; --skip-fashion the 28 px section. The 28 px quality at n = 1000 takes about 50 minutes on 2 cores
+--skip-speed skips the speed sections, --skip-quality the quality sections (digits and 28 px each); --skip-digits both
+digits sections; --skip-fashion both 28 px sections. The 28 px quality at n = 1000 takes about 50 minutes on 2 cores
 (two full-T rows of 1000 images; --fashion-no-unclipped-ancestral leaves one out).
 """
 
@@ -569,6 +568,9 @@ def main() -> None:
         if not a.skip_speed:
             print("fashion-mnist 28 px: speed ...", flush=True)
             results["fashion"]["speed"] = fashion.bench_speed(a.fashion_model, repeats=1 if q else 3)
+    if not a.skip_fashion and not a.skip_quality:
+        from benchmarks import fashion
+
         print("fashion-mnist 28 px: quality ...", flush=True)
         results["fashion"]["quality"] = fashion.bench_quality(
             a.fashion_model,

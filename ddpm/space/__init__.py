@@ -37,6 +37,7 @@ from .registry import (
 from .runtime import Serialized, WorkDirs
 from .settings import (
     CLIP_LABELS,
+    CLIP_NOTE,
     MAX_IMAGES,
     MAX_SEED,
     PRECISION_LABELS,
@@ -64,6 +65,7 @@ __all__ = [
     "BUNDLED_MODEL",
     "BUNDLED_MODELS",
     "CLIP_LABELS",
+    "CLIP_NOTE",
     "DIGITS_MODEL",
     "GALLERY_FRAMES",
     "GIF_FRAMES",
