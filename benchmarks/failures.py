@@ -23,12 +23,17 @@ from ddpm.hub import load_pipeline
 BLOWN_ABS = 1.5
 
 
-def failures(x: torch.Tensor) -> dict:
-    """Per-set counts of blown-up samples: `blown` (pre-clamp max |x| > 1.5), `flat` (uniform, white or black
-    picture after the clamp) and `any` (either)."""
+def failure_masks(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: blown (pre-clamp max |x| > 1.5) and flat (uniform, white or black picture after the clamp)."""
     flat_x = x.clamp(-1, 1).flatten(1)
     blown = x.flatten(1).abs().amax(1) > BLOWN_ABS
     flat = (flat_x.std(1) < 0.1) | (flat_x.mean(1) > 0.6) | (flat_x.amax(1) < -0.5)
+    return blown, flat
+
+
+def failures(x: torch.Tensor) -> dict:
+    """Per-set counts of blown-up samples: `blown`, `flat` and `any` (either); see `failure_masks`."""
+    blown, flat = failure_masks(x)
     return {"blown": int(blown.sum()), "flat": int(flat.sum()), "any": int((blown | flat).sum())}
 
 
