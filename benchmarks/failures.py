@@ -37,23 +37,24 @@ def failures(x: torch.Tensor) -> dict:
     return {"blown": int(blown.sum()), "flat": int(flat.sum()), "any": int((blown | flat).sum())}
 
 
-def space_samplers(clip: bool, precision: str) -> list[tuple[str, dict]]:
-    """What the Space offers, each at its default steps (ancestral all T; respaced and DDIM 50)."""
+def space_samplers(clip: bool, precision: str, ancestral: bool = True) -> list[tuple[str, dict]]:
+    """What the Space offers, each at its default steps (ancestral all T, unless `ancestral` is False: the longest
+    row; respaced and DDIM 50)."""
     suffix = "" if clip else " unclipped"
     common = {"clip_sample": clip, "precision": precision}
-    return [
+    rows = [
         (f"ancestral{suffix}", {"sampler": "ddpm", **common}),
         (f"respaced-50{suffix}", {"sampler": "respaced", "num_inference_steps": 50, **common}),
         (f"ddim-50{suffix}", {"sampler": "ddim", "num_inference_steps": 50, "eta": 0.0, **common}),
         (f"ddim-50 eta 1{suffix}", {"sampler": "ddim", "num_inference_steps": 50, "eta": 1.0, **common}),
     ]
+    return rows if ancestral else rows[1:]
 
 
 def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped_ancestral: bool = True) -> dict:
     m = load_pipeline(model_dir)
-    article = space_samplers(False, precision)
     out = {}
-    for key, kwargs in space_samplers(True, precision) + (article if unclipped_ancestral else article[1:]):
+    for key, kwargs in space_samplers(True, precision) + space_samplers(False, precision, unclipped_ancestral):
         t0 = time.perf_counter()
         x = q.generate_many(m, n, batch, **kwargs)
         out[key] = {**failures(x), "seconds": time.perf_counter() - t0, "max_abs": float(x.abs().max())}

@@ -134,12 +134,11 @@ def bench_quality(model_dir: str, n: int, batch: int, bpd_images: int, out_dir, 
     f_floor = features(net, x_train[idx])
     floor, floor_boot = q.frechet_distance(f_floor, f_test), q.bootstrap_fd(f_floor, f_test, bootstrap)
     print(f"  floor {floor:.2f} ± {floor_boot.std():.2f} at n = {n}", flush=True)
-    article = space_samplers(False, precision)
     more = [
         (f"ddim-{k}", {"sampler": "ddim", "num_inference_steps": k, "clip_sample": True, "precision": precision})
         for k in more_ddim_steps
     ]
-    plan = space_samplers(True, precision) + more + (article if unclipped else article[1:])
+    plan = space_samplers(True, precision) + more + space_samplers(False, precision, unclipped)
     rows, boots = score_rows(m, plan, net, f_test, n, batch, bootstrap, out_dir)
     full = rows["ancestral"]["fd"]
     targets = {
@@ -149,7 +148,8 @@ def bench_quality(model_dir: str, n: int, batch: int, bpd_images: int, out_dir, 
     compared = None
     if compare:
         few = [
-            (f"{k} (replaced model)", kw) for k, kw in space_samplers(True, precision)[1:] + space_samplers(False, precision)[1:]
+            (f"{k} (replaced model)", kw)
+            for k, kw in space_samplers(True, precision, False) + space_samplers(False, precision, False)
         ]
         compared = {"model": compare, "rows": score_rows(load_pipeline(compare), few, net, f_test, n, batch, bootstrap)[0]}
     x0 = x_test[:bpd_images]
