@@ -185,11 +185,33 @@ def save_held_out(path: str | Path, arrays: LabelledArrays) -> Path:
     return Path(path)
 
 
-def load_held_out(path: str | Path) -> LabelledArrays:
-    """Read what `save_held_out` wrote; anything else is a `DataError`."""
+MAX_HELD_OUT_BYTES = 64 * 2**20  # held-out images unpacked: thousands of 28 px images fit many times over
+
+
+def _npz_unpacked_bytes(path: str | Path) -> int:
+    """Bytes the arrays of an .npz file would take once loaded, from each member's zip entry and .npy header (the
+    header's shape is what numpy allocates), without reading any array."""
+    total = 0
+    with zipfile.ZipFile(path) as z:
+        for info in z.infolist():
+            with z.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+            total += max(info.file_size, math.prod(shape) * dtype.itemsize)
+    return total
+
+
+def load_held_out(path: str | Path, max_bytes: int = MAX_HELD_OUT_BYTES) -> LabelledArrays:
+    """Read what `save_held_out` wrote; anything else, or more than `max_bytes` unpacked, is a `DataError`."""
     try:
+        unpacked = _npz_unpacked_bytes(path)
+        if unpacked > max_bytes:
+            raise DataError(f"{Path(path).name} unpacks to {unpacked / 2**20:.0f} MB; at most {max_bytes / 2**20:.0f} MB is read")
         with np.load(path, allow_pickle=False) as f:
             images, labels, classes = f["images"], f["labels"], tuple(str(c) for c in f["classes"])
+    except DataError:
+        raise
     except (OSError, ValueError, KeyError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         raise DataError(f"{Path(path).name} is not a held-out image file ({type(e).__name__})") from None
     if images.dtype != np.uint8 or images.ndim != 3 or labels.shape != (len(images),) or not classes:

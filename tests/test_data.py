@@ -202,3 +202,24 @@ def test_debians_fashion_mnist_is_read_offline():
     assert train.images.max() == 255 and train.images.min() == 0
     data = load_training_data(Preprocess(28, 1), "fashion_mnist")
     assert len(data) == 60000 and data.tensor.dtype == torch.uint8  # one tensor in memory, 47 MB
+
+
+def test_held_out_images_are_refused_when_they_unpack_too_large(tmp_path):
+    """A few kB of .npz can claim gigabytes: what numpy would allocate is read from the headers, nothing more."""
+    import io
+    import zipfile
+
+    from ddpm.data import DataError, LabelledArrays, load_held_out, save_held_out
+
+    small = LabelledArrays(np.zeros((20, 8, 8), np.uint8), np.arange(20) % 2, ("a", "b"))
+    assert load_held_out(save_held_out(tmp_path / "ok.npz", small)).images.shape == (20, 8, 8)
+    many = LabelledArrays(np.zeros((20_000, 28, 28), np.uint8), np.zeros(20_000, np.int64), ("a",))
+    path = save_held_out(tmp_path / "many.npz", many)
+    with pytest.raises(DataError, match=r"many.npz unpacks to 1\d MB; at most 1 MB is read"):
+        load_held_out(path, max_bytes=2**20)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10**10, 28, 28)})
+    with zipfile.ZipFile(tmp_path / "forged.npz", "w") as z:  # a header that asks numpy for 7.8 TB, 20 bytes behind it
+        z.writestr("images.npy", header.getvalue() + b"\0" * 20)
+    with pytest.raises(DataError, match="forged.npz unpacks to 7\\d{6} MB"):
+        load_held_out(tmp_path / "forged.npz")
