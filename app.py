@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 
+from starlette.middleware import Middleware
+
 from ddpm import space
 from ddpm.hub import ModelLoadError
 from ddpm.limits import Limits
+from ddpm.space import guards
 
 log = logging.getLogger("ddpm.space")
-MAX_FILE_SIZE = "10mb"
+MAX_FILE_BYTES = 10 * 2**20
 LIVE_FILES_KEPT = 2  # live previews on disk per run: the one shown and the one before it
 TITLE = "DDPM, step by step"
 INTRO = """# DDPM, step by step
@@ -41,10 +45,7 @@ HELD_OUT, UPLOADED = "held-out test image", "uploaded image"
 CLIPPED = next(label for label, clip in space.CLIP_LABELS.items() if clip)
 
 
-def _refuse(text: str) -> gr.Error:
-    """One line to the visitor and the same line to the log, never a traceback."""
-    log.warning("refused: %s", text)
-    return gr.Error(text, print_exception=False)
+_refuse = guards.refuse
 
 
 def _ui_error(e: Exception) -> gr.Error:
@@ -56,9 +57,9 @@ def _check_number(component, payload) -> None:
     """API callers can send anything: text or an out-of-range number gets one line (and one log line), not the
     traceback Gradio's own check prints."""
     if payload is None:
-        return
-    if isinstance(payload, bool) or not isinstance(payload, int | float):
-        raise _refuse(f"{component.label} must be a number, got {space.shown(str(payload), 30)!r}")
+        raise _refuse(f"{component.label} needs a value")
+    if isinstance(payload, bool) or not isinstance(payload, int | float) or not math.isfinite(payload):
+        raise _refuse(f"{component.label} must be a finite number, got {space.shown(str(payload), 30)!r}")
     if component.minimum is not None and payload < component.minimum:
         raise _refuse(f"Value {payload} is less than minimum value {component.minimum}.")
     if component.maximum is not None and payload > component.maximum:
@@ -98,14 +99,15 @@ class Handlers:
 
     def __init__(self, default_model: str | None, workdir: str | None, allow_local: bool = False, limits: Limits | None = None):
         operator = (default_model,) if default_model and Path(default_model).expanduser().is_dir() else ()
-        self.registry = space.ModelRegistry(space.BUNDLED_MODEL, limits or Limits.from_env(), allow_local, operator)
+        self.registry = space.ModelRegistry(default_model or space.BUNDLED_MODEL, limits or Limits.from_env(), allow_local, operator)
         self.startup_note = ""
-        name = default_model or space.BUNDLED_MODEL
+        name = self.registry.default
         try:
             self.first = self.registry.load(name)
         except ModelLoadError as e:  # a bad MODEL_ID still gives a working Space on the bundled model
             self.startup_note = f"\n\n⚠️ {e} Serving the bundled model instead."
-            name, self.first = space.BUNDLED_MODEL, self.registry.load(space.BUNDLED_MODEL)
+            name = space.display_name(space.BUNDLED_MODEL)
+            self.first = self.registry.load(name)
         self.registry.default = self.name = name
         self.dirs = space.WorkDirs(workdir)
 
@@ -122,7 +124,7 @@ class Handlers:
         classes = space.held_out_set(model).classes
         return (
             new_name,
-            space.describe(model),
+            space.describe(model) + "\n\n" + space.budget_note(model, self.registry.limits),
             gr.Slider(maximum=T, value=min(T, 50)),
             gr.Slider(maximum=T, value=T // 4),
             gr.Dropdown(choices=list(classes), value=classes[0]),
@@ -131,7 +133,9 @@ class Handlers:
             gr.Slider(maximum=T, value=min(T, 50)),
         )
 
-    def generate(self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision, clip=CLIPPED):
+    def generate(
+        self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision, clip=CLIPPED, request: gr.Request = None
+    ):
         model = self.current(model_name)
         limits = self.registry.limits
 
@@ -139,18 +143,19 @@ class Handlers:
             settings = space.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits, clip)
             return space.generate(model, settings, run)
 
-        yield from self._stream(updates)
+        yield from self._stream(updates, request)
 
-    def drawing(self, model_name, sketch, t, sampler, num_steps, seed, precision, clip=CLIPPED):
+    def drawing(self, model_name, sketch, t, sampler, num_steps, seed, precision, clip=CLIPPED, request: gr.Request = None):
         model = self.current(model_name)
 
         def updates(run):
             image = space.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
-            limits = self.registry.limits
-            settings = space.check_settings(model, seed, 1, sampler, num_steps, 0.0, False, precision, limits, clip)
+            settings = space.check_settings(model, seed, 1, sampler, num_steps, 0.0, False, precision, clip=clip)
+            space.strength_note(model, t)  # checks t
+            space.check_work(model, settings, self.registry.limits, start=int(t))  # the steps it runs from t
             return space.from_drawing(model, image, t, settings, run)
 
-        yield from self._stream(updates)
+        yield from self._stream(updates, request)
 
     def strength(self, model_name, t):
         try:
@@ -158,10 +163,11 @@ class Handlers:
         except ValueError as e:
             raise _ui_error(e) from None
 
-    def _stream(self, make_updates):
-        """Stream a run's updates (preview file, status, GIF, gallery, zip); every failure is one line."""
+    def _stream(self, make_updates, request=None):
+        """Stream a run's updates (preview file, status, GIF, gallery, zip) into a run folder of the visitor's own;
+        every failure is one line."""
         try:
-            run = self.dirs.new()
+            run = self.dirs.new(guards.client_of_request(request))
             for i, update in enumerate(make_updates(run)):
                 preview = self._preview_file(run, i, update)
                 yield (preview, update.status, update.gif, update.gallery or None, update.download)
@@ -197,12 +203,14 @@ class Handlers:
         model = self.current(model_name)
         return space.schedule_figure(model), space.schedule_report(model)
 
-    def likelihood(self, model_name, source, count, upload, seed, progress=gr.Progress()):  # noqa: B008 (Gradio idiom)
+    def likelihood(self, model_name, source, count, upload, seed):
+        """The bound, streamed: a progress line about every half second, then the chart; a cancelled request stops
+        before its next network call."""
         model = self.current(model_name)
         try:
             x0 = space.model_input(model, space.open_upload(upload)) if source == UPLOADED else space.held_out_batch(model, count)
-            report = lambda i, n: progress(i / n, desc=f"t = {n - i}")  # noqa: E731
-            return space.likelihood_view(model, x0, seed, progress=report, limits=self.registry.limits)
+            for chart, text in space.likelihood_view(model, x0, seed, limits=self.registry.limits):
+                yield gr.skip() if chart is None else chart, text
         except ValueError as e:
             raise _ui_error(e) from None
 
@@ -214,8 +222,10 @@ def model_row(h: Handlers):
         box = gr.Textbox(label=label, value=space.display_name(h.name), scale=4, max_length=space.MAX_NAME)
         button = gr.Button("Load model", scale=1)
     label = "Bundled models (offline): Fashion-MNIST 28 px; digits 8 px with T = 1000 and with the article's T = 200"
-    bundled = gr.Examples([[space.display_name(p)] for p in space.BUNDLED_MODELS], inputs=[box], label=label)
-    info = gr.Markdown(space.describe(h.first) + h.startup_note)
+    bundled = gr.Examples(
+        [[space.display_name(p)] for p in space.BUNDLED_MODELS], inputs=[box], label=label, api_visibility="private"
+    )
+    info = gr.Markdown(space.describe(h.first) + "\n\n" + space.budget_note(h.first, h.registry.limits) + h.startup_note)
     return box, button, bundled, info
 
 
@@ -282,7 +292,7 @@ def drawing_tab(h: Handlers, T: int):
         brush = gr.Brush(colors=["#ffffff", "#a0a0a0"], default_color="#ffffff", color_mode="fixed", default_size=14)
         with gr.Row():
             with gr.Column(scale=1):
-                sketch = gr.Sketchpad(value=blank, canvas_size=(280, 280), brush=brush, type="pil", image_mode="RGBA",
+                sketch = guards.Sketchpad(value=blank, canvas_size=(280, 280), brush=brush, type="pil", image_mode="RGBA",
                                       sources=["upload"], label="Your drawing (or an uploaded image)")  # fmt: skip
                 t = Slider(0, T, value=T // 2, step=1, label="Start the reverse process at t (the strength)")
                 note = gr.Markdown(space.strength_note(h.first, T // 2))
@@ -321,7 +331,7 @@ def forward_tab(h: Handlers, T: int):
             with gr.Column(scale=1):
                 source, class_name, index, upload = image_picker(h, "held-out test image")
                 t_slider = Slider(0, T, value=T // 4, step=1, label="t")
-                noise_seed = Number(label="Noise seed", value=0, precision=0, minimum=0)
+                noise_seed = Number(label="Noise seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED)
                 button = gr.Button("Show x_t")
             with gr.Column(scale=2):
                 image = gr.Image(label="x_0 and x_t", format="png", interactive=False)
@@ -354,8 +364,10 @@ def likelihood_tab():
     return button, [source, count, upload], outputs
 
 
-def build(default_model: str | None = None, workdir: str | None = None, allow_local: bool = False) -> gr.Blocks:
-    h = Handlers(default_model, workdir, allow_local)
+def build(
+    default_model: str | None = None, workdir: str | None = None, allow_local: bool = False, limits: Limits | None = None
+) -> gr.Blocks:
+    h = Handlers(default_model, workdir, allow_local, limits)
     T = h.first.scheduler.num_train_timesteps
     gr.set_static_paths([str(h.dirs.root)])  # results are served from the capped run folders, never copied
     with gr.Blocks(title=TITLE, delete_cache=(600, 600)) as app:
@@ -375,14 +387,15 @@ def build(default_model: str | None = None, workdir: str | None = None, allow_lo
         # a new visitor's first frame comes after one step of each running request; the bound runs alone
         loading = {"concurrency_limit": 1, "concurrency_id": "load"}
         load_button.click(h.load_model, load_inputs, load_outputs, api_name="load_model", **loading)
-        box.submit(h.load_model, load_inputs, load_outputs, **loading)  # Enter in the text box
-        bundled.load_input_event.then(h.load_model, load_inputs, load_outputs, **loading)  # a click on a bundled example
+        private = {"api_visibility": "private"}  # UI-only events: the API has one endpoint per action
+        box.submit(h.load_model, load_inputs, load_outputs, **loading, **private)  # Enter in the text box
+        bundled.load_input_event.then(h.load_model, load_inputs, load_outputs, **loading, **private)  # a bundled example
         sampling = {"concurrency_limit": 4, "concurrency_id": "sampling"}  # Generate and the drawing share the 4
         gen_button.click(h.generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)
         draw_button.click(h.drawing, [model_state, *draw_inputs], draw_outputs, api_name="drawing", **sampling)
-        draw_t.input(h.strength, [model_state, draw_t], draw_note, api_name=False)
+        draw_t.input(h.strength, [model_state, draw_t], draw_note, **private)
         fwd_button.click(h.forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
-        t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs)
+        t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs, **private)
         sched_button.click(h.schedule, [model_state], sched_outputs, api_name="schedule")
         lk_button.click(
             h.likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1
@@ -404,8 +417,22 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = build(args.model, allow_local=args.allow_local_models)
-    app.launch(server_name=args.host, server_port=args.port, footer_links=["gradio", "settings"], max_file_size=MAX_FILE_SIZE)
+    limits = Limits.from_env()
+    app = build(args.model, allow_local=args.allow_local_models, limits=limits)
+    guard = Middleware(
+        guards.RequestGuard,
+        blocks=app,
+        max_upload_bytes=MAX_FILE_BYTES + 2**16,  # the file and its multipart wrapping
+        client_upload_bytes=int(limits.client_upload_mb * 2**20),
+        per_client=limits.client_requests,
+    )
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        footer_links=["gradio", "settings"],
+        max_file_size=MAX_FILE_BYTES,
+        app_kwargs={"middleware": [guard]},
+    )
 
 
 if __name__ == "__main__":

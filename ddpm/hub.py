@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from .limits import Cost
 from .scheduler import DDPMScheduler, _diffusers_version
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -37,6 +39,7 @@ class LoadedModel:
     source: str
     path: Path
     flops_per_step: float = 0.0  # one network call on one image, when the loader counted it (a Space's budget)
+    cost: Cost | None = None  # seconds a network call takes on this machine, when measured (a Space's budget)
 
 
 def save_pipeline(output_dir: str | os.PathLike, unet, scheduler: DDPMScheduler) -> Path:
@@ -60,7 +63,11 @@ def _one_line(e: BaseException) -> str:
     return text[0][:300] if text else type(e).__name__
 
 
-CONFIG_PATTERNS = ["model_index.json", "*config.json", "*/*config.json", "README.md", "samples.png", "held_out.npz"]
+CONFIG_PATTERNS = ["model_index.json", "*config.json", "*/*config.json", "README.md", "held_out.npz"]
+# The most bytes each small file of a Hub model may have: sizes come from the Hub's file listing before anything
+# is downloaded, and are checked again on disk after (the repo could change in between).
+SIDE_FILE_BYTES = {"README.md": 512 * 2**10, "held_out.npz": 16 * 2**20}
+CONFIG_BYTES = 256 * 2**10
 
 
 def _hub_errors(name_or_path: str, revision: str | None):
@@ -117,15 +124,70 @@ def resolve(name_or_path: str, revision: str | None = None, token: str | None = 
         return path
     if local is None and (path.exists() or name_or_path.startswith((".", "/", "~"))):
         raise ModelLoadError(f"{name_or_path} is not a model folder: give a folder in the DDPMPipeline layout or a Hub repo id")
+    _check_side_files(name_or_path, _hub_file_sizes(name_or_path, revision, token))
     from huggingface_hub import snapshot_download
 
-    return Path(
+    path = Path(
         _from_hub(
             name_or_path,
             revision,
             lambda: snapshot_download(name_or_path, revision=revision, token=token, allow_patterns=CONFIG_PATTERNS),
         )
     )
+    _check_side_files(name_or_path, {str(f.relative_to(path)): f.stat().st_size for f in path.rglob("*") if f.is_file()})
+    return path
+
+
+def _hub_file_sizes(name_or_path: str, revision: str | None, token: str | None) -> dict[str, int]:
+    """Every file of a Hub repo with its size, from the Hub's listing (nothing downloaded); {} when offline (the
+    cache then answers, and holds only files checked when they were downloaded)."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if constants.HF_HUB_OFFLINE:
+        return {}
+
+    def listing() -> dict[str, int]:
+        try:
+            tree = HfApi(token=token).list_repo_tree(name_or_path, revision=revision, recursive=True)
+            return {f.path: f.size for f in tree if getattr(f, "size", None) is not None}
+        except OfflineModeIsEnabled:
+            return {}
+
+    return _from_hub(name_or_path, revision, listing)
+
+
+def _check_side_files(name_or_path: str, sizes: dict[str, int]) -> None:
+    """Refuse a model whose card, held-out images or configs are larger than an app reads (one line, no download)."""
+    for name, size in sizes.items():
+        base = name.rsplit("/", 1)[-1]
+        cap = SIDE_FILE_BYTES.get(name) or (CONFIG_BYTES if base.endswith("config.json") or base == "model_index.json" else None)
+        if cap is not None and size > cap:
+            raise ModelLoadError(f"{name_or_path[:80]}: its {name} is {size / 2**20:.1f} MB; this app reads at most {cap / 2**20:.2f} MB")
+
+
+def prune_hub_cache(max_bytes: int, keep: Collection[str] = ()) -> int:
+    """Delete the least recently used model repos from the Hub cache until the models in it take at most
+    `max_bytes`; the repos in `keep` stay (those in use). Returns the bytes freed; 0 when there is no cache."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        cache = scan_cache_dir()
+    except (CacheNotFound, OSError):
+        return 0
+    models = sorted((r for r in cache.repos if r.repo_type == "model"), key=lambda r: r.last_accessed)
+    total = sum(r.size_on_disk for r in models)
+    doomed = []
+    for repo in models:
+        if total <= max_bytes:
+            break
+        if repo.repo_id not in keep:
+            doomed.append(repo)
+            total -= repo.size_on_disk
+    for repo in doomed:  # by folder: huggingface_hub's delete_revisions matches commit hashes across repos
+        shutil.rmtree(repo.repo_path, ignore_errors=True)
+    return sum(repo.size_on_disk for repo in doomed)
 
 
 def _weights_size(name_or_path: str, path: Path, subfolder: str, revision, token, local: bool) -> int | None:

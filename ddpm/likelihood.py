@@ -13,6 +13,7 @@ L_0, index t >= 1 is L_t (the article's L_{t-1} for its time t + 1), and L_T is 
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from dataclasses import dataclass
 
 import torch
@@ -113,12 +114,13 @@ class BoundTerms:
 
 
 @torch.inference_mode()
-def bits_per_dim(
-    model, scheduler: DDPMScheduler, x0: torch.Tensor, generator: torch.Generator | None = None, progress=None
-) -> BoundTerms:
+def bound_terms(
+    model, scheduler: DDPMScheduler, x0: torch.Tensor, generator: torch.Generator | None = None
+) -> Generator[int, None, BoundTerms]:
     """Every term of the bound for a batch of data x_0 in [-1, 1]: T network evaluations, each at x_t ~ q(x_t | x_0).
 
-    `progress`, if given, is called with (done, total) after each timestep.
+    A generator: it yields the number of timesteps done after each one (so a caller can report progress or stop
+    between two network calls) and returns the `BoundTerms`; `bits_per_dim` runs it to the end.
     """
     params = next(model.parameters(), None) if hasattr(model, "parameters") else None
     device = params.device if params is not None else x0.device
@@ -132,6 +134,19 @@ def bits_per_dim(
         out = model(x_t, torch.tensor(t, device=device))
         out = out.sample if hasattr(out, "sample") else out
         terms[:, t] = vb_term(scheduler, out, x0, x_t, t).cpu()
-        if progress is not None:
-            progress(i + 1, T)
+        yield i + 1
     return BoundTerms(prior=prior_kl(scheduler, x0).cpu() / LOG2, terms=terms / LOG2, timesteps=torch.arange(T))
+
+
+def bits_per_dim(
+    model, scheduler: DDPMScheduler, x0: torch.Tensor, generator: torch.Generator | None = None, progress=None
+) -> BoundTerms:
+    """`bound_terms` run to the end; `progress`, if given, is called with (done, total) after each timestep."""
+    steps = bound_terms(model, scheduler, x0, generator)
+    while True:
+        try:
+            done = next(steps)
+        except StopIteration as end:
+            return end.value
+        if progress is not None:
+            progress(done, scheduler.num_train_timesteps)

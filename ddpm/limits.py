@@ -1,16 +1,22 @@
-"""What a public Space agrees to serve: a budget checked from a model's configs and file sizes before any weights
-are read, and the work one request may ask for.
+"""What a public Space agrees to serve: a model checked from its configs and file sizes before any weights are
+read, then its cost measured on this machine, and each request's predicted seconds checked against that cost.
 
-The defaults fit Hugging Face's free CPU tier (2 vCPU, 16 GB); a GPU Space raises them with environment variables:
+The budget is in the units a visitor pays, seconds on this hardware: when a model loads, a few network calls are
+timed (`measure_cost`), and a request's images x steps are priced from them (`check_request`). The FLOP cap below
+only bounds what is worth building and timing at all. The defaults fit Hugging Face's free CPU tier (2 vCPU,
+16 GB); a GPU Space serves much more in the same seconds. Environment variables override:
 
     DDPM_MAX_WEIGHTS_MB         weights file size                    (default 200)
     DDPM_MAX_RESOLUTION         sample_size in pixels                (default 128)
     DDPM_MAX_CHANNELS           in/out channels                      (default 4)
     DDPM_MAX_TIMESTEPS          the scheduler's T                    (default 4000)
-    DDPM_MAX_GFLOP_PER_STEP     one network call on one image        (default 2)
-    DDPM_MAX_REQUEST_TFLOP      images x steps x cost of one request  (default 5: 16 images x 1000 steps of the
-                                                                       bundled 28 px model is 2.4)
+    DDPM_MAX_GFLOP_PER_STEP     one network call on one image        (default 50; google/ddpm-cifar10-32: 12.4)
+    DDPM_MAX_REQUEST_S          predicted seconds of one request     (default 60: 16 images x 1000 steps of the
+                                                                       bundled 28 px model take about 15 s here)
     DDPM_MODEL_CACHE_MB         parameters of the models kept loaded  (default 1024)
+    DDPM_HUB_CACHE_MB           Hub models kept on disk, least recently used deleted first (default 2048)
+    DDPM_CLIENT_UPLOAD_MB       bytes one client may upload in 10 minutes (default 200)
+    DDPM_CLIENT_REQUESTS        requests one client may have queued or running at once (default 3)
 """
 
 from __future__ import annotations
@@ -32,9 +38,12 @@ class Limits:
     max_resolution: int = 128
     max_channels: int = 4
     max_timesteps: int = 4000
-    max_gflop_per_step: float = 2.0
-    max_request_tflop: float = 5.0
+    max_gflop_per_step: float = 50.0
+    max_request_s: float = 60.0
     model_cache_mb: float = 1024.0
+    hub_cache_mb: float = 2048.0
+    client_upload_mb: float = 200.0
+    client_requests: int = 3
 
     @classmethod
     def from_env(cls, environ=None) -> Limits:
@@ -57,17 +66,24 @@ def _as_int(value, what: str) -> int:
     return value
 
 
+def _build_on_meta(unet_config: dict):
+    from diffusers import UNet2DModel
+    import torch
+
+    with torch.device("meta"):
+        return UNet2DModel.from_config(unet_config)
+
+
 def flops_per_image_step(unet_config: dict) -> float:
     """Floating-point operations of one network call on one image, counted on the meta device (no memory, no
     weights): the UNet is built from its config and run on an empty tensor under torch's FLOP counter."""
     import torch
-    from diffusers import UNet2DModel
     from torch.utils.flop_counter import FlopCounterMode
 
     size = unet_config["sample_size"]
     hw = (size, size) if isinstance(size, int) else tuple(size)
+    unet = _build_on_meta(unet_config)
     with torch.device("meta"):
-        unet = UNet2DModel.from_config(unet_config)
         x = torch.empty(1, unet_config.get("in_channels", 3), *hw)
         with FlopCounterMode(display=False) as counter:
             unet(x, torch.tensor(1))
@@ -101,7 +117,15 @@ def check_model(unet_config: dict, scheduler_config: dict, weights_bytes: int, l
     ):
         raise OverBudget("its UNet is larger than this Space builds (levels, layers per block or channels)")
     try:
+        params = sum(p.numel() for p in _build_on_meta(unet_config).parameters())
+        if weights_bytes < 2 * params:  # 2 bytes a parameter at the least (fp16/bf16): weights missing from the file
+            raise OverBudget(
+                f"its config makes {params / 1e6:.1f} M parameters but its weights file ({_size(weights_bytes)}) holds "
+                f"at most {weights_bytes / 2e6:.2f} M: the weights do not match the config"
+            )
         flops = flops_per_image_step(unet_config)
+    except OverBudget:
+        raise
     except Exception as e:  # a config diffusers cannot build
         raise OverBudget(
             f"its unet/config.json does not describe a UNet2DModel diffusers can build ({type(e).__name__})"
@@ -113,11 +137,69 @@ def check_model(unet_config: dict, scheduler_config: dict, weights_bytes: int, l
     return flops
 
 
-def check_request(images: int, network_calls: int, flops_per_step: float, limits: Limits) -> None:
-    """Refuse a request whose total work (images x network calls x cost per image-step) is over the budget."""
-    tflop = images * network_calls * flops_per_step / 1e12
-    if tflop > limits.max_request_tflop:
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.1f} kB"
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Seconds one network call takes on this machine, measured: `fixed` + `per_image` x batch size."""
+
+    fixed: float
+    per_image: float
+
+    def seconds(self, images: int, calls: int) -> float:
+        return calls * (self.fixed + self.per_image * images)
+
+    def images_that_fit(self, calls: int, seconds: float) -> int:
+        """The most images (up to 16) whose `calls` network calls fit in `seconds`; 0 if not even one does."""
+        fits = [n for n in range(1, 17) if self.seconds(n, calls) <= seconds * (1 + 1e-9)]
+        return max(fits, default=0)
+
+    def steps_that_fit(self, images: int, seconds: float) -> int:
+        return int(seconds / max(self.seconds(images, 1), 1e-12) + 1e-9)
+
+
+def measure_cost(unet, repeats: int = 2) -> Cost:
+    """Time the network on this machine at batch 1 and batch 4 (fp32, after one warm-up call; the best of
+    `repeats`) and fit `fixed + per_image x batch`: what a request's images x steps will cost here."""
+    import time
+
+    import torch
+
+    cfg = unet.config
+    size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+    param = next(unet.parameters())
+
+    def best(batch: int) -> float:
+        x = torch.zeros(batch, cfg.in_channels, size, size, device=param.device, dtype=param.dtype)
+        t = torch.full((batch,), 10, device=param.device)
+        times = []
+        with torch.inference_mode():
+            for _ in range(repeats + 1):
+                start = time.perf_counter()
+                unet(x, t)
+                if param.device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - start)
+        return min(times[1:])
+
+    one, four = best(1), best(4)
+    per_image = max((four - one) / 3, one / 20)  # more images never cost nothing (timing noise can hide the growth)
+    return Cost(fixed=max(one - per_image, 0.0), per_image=per_image)
+
+
+def check_request(images: int, network_calls: int, cost: Cost, limits: Limits) -> None:
+    """Refuse a request whose predicted seconds on this machine are over the budget, saying what would fit."""
+    seconds = cost.seconds(images, network_calls)
+    if seconds > limits.max_request_s:
+        fit = cost.images_that_fit(network_calls, limits.max_request_s)
+        hint = (
+            f"{fit} image(s) at {network_calls} steps fit"
+            if fit
+            else f"1 image fits up to {cost.steps_that_fit(1, limits.max_request_s)} steps"
+        )
         raise OverBudget(
-            f"{images} image(s) x {network_calls} steps is {tflop:.1f} TFLOP of work; this Space serves up to "
-            f"{limits.max_request_tflop:g} TFLOP a request: use fewer images or fewer steps"
+            f"{images} image(s) x {network_calls} steps would take about {seconds:.{1 if seconds < 10 else 0}f} s here; this Space serves "
+            f"requests up to {limits.max_request_s:g} s: {hint} (use fewer images or fewer steps)"
         )

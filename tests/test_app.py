@@ -39,7 +39,7 @@ def server(tmp_path_factory):
     logs = tmp_path_factory.mktemp("app") / "server.log"
     tmp = tmp_path_factory.mktemp("server-tmp")  # the server's temporary files (run folders, Gradio's cache) land here
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_PORT": str(port),
-           "TMPDIR": str(tmp)}  # fmt: skip
+           "TMPDIR": str(tmp), "DDPM_CLIENT_UPLOAD_MB": "40"}  # fmt: skip
     env.pop("MODEL_ID", None)
     with open(logs, "w") as log:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -58,6 +58,24 @@ def server(tmp_path_factory):
     yield {"url": url, "proc": proc, "log": logs, "tmp": tmp}
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def visitor(server, n: int, **kwargs) -> Client:
+    """A client the Space tells apart from the others, as its proxy does: by the X-Forwarded-For address."""
+    return Client(server["url"], verbose=False, headers={"X-Forwarded-For": f"10.0.0.{n}"}, **kwargs)
+
+
+def rss_mb(server) -> float:
+    return psutil.Process(server["proc"].pid).memory_info().rss / 2**20
+
+
+def idle_cpu_s(server, wait: float = 2.0, window: float = 2.0) -> float:
+    """CPU seconds the server spends in `window` seconds, `wait` seconds from now."""
+    proc = psutil.Process(server["proc"].pid)
+    time.sleep(wait)
+    before = sum(proc.cpu_times()[:2])
+    time.sleep(window)
+    return sum(proc.cpu_times()[:2]) - before
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +244,7 @@ def test_eight_clients_at_once_all_complete_correctly(server, bundled):
     rss_before = proc.memory_info().rss
 
     def one(seed):
-        c = Client(server["url"], verbose=False)
+        c = visitor(server, seed)  # eight visitors: one client may hold at most three places
         return seed, c.submit(seed, 4, DDIM, 20, 0.0, False, FP32, api_name="/generate").result(timeout=300)
 
     start = time.time()
@@ -279,3 +297,111 @@ def test_browser_click_generate(server, tmp_path):
         page.get_by_text("x_T is not close to N(0, I)", exact=False).first.wait_for(timeout=10_000)
         browser.close()
     assert shot.stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------- round 2: what a hostile client tries
+def test_drawings_are_checked_before_gradio_decodes_them(server, tmp_path):
+    """Gradio's ImageEditor decodes every layer before the handler runs and grows its blob store to any index a
+    client names; ours reads headers and bounds both (13000x13000 PNGs took the server from 2.6 to 7.1 GB before)."""
+    import httpx
+
+    config = httpx.get(server["url"] + "config").json()
+    sketchpad = next(c["id"] for c in config["components"] if c.get("type") in ("imageeditor", "sketchpad"))
+    before = rss_mb(server)
+    for i in range(5):
+        form = {"component_id": sketchpad, "session_hash": "h", "fn_name": "accept_blobs", "type": "layer",
+                "index": "10000000", "id": f"far-{i}"}  # fmt: skip
+        httpx.post(server["url"] + "gradio_api/component_server", data=form, files={"file": ("a.png", b"\x89PNG")})
+    Image.new("1", (13_000, 13_000)).save(tmp_path / "bomb.png")  # 20 kB on disk, 169 megapixels decoded
+    bomb = handle_file(str(tmp_path / "bomb.png"))
+    client = visitor(server, 20)
+    with pytest.raises(Exception, match="the drawing is far larger than 2048x2048 pixels decoded: upload a smaller"):
+        client.predict({"background": bomb, "layers": [bomb] * 3, "composite": bomb}, 300, DDIM, 10, 5, FP32, api_name="/drawing")
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(Exception, match="the drawing is not an image this app can read"):
+        client.predict({"background": None, "layers": [], "composite": handle_file(str(tmp_path / "notes.png"))}, 300,
+                       DDIM, 10, 5, FP32, api_name="/drawing")  # fmt: skip
+    grown = rss_mb(server) - before
+    assert grown < 150, f"the server grew by {grown:.0f} MiB"
+    log = server["log"].read_text()
+    assert "refused: a drawing may have at most 4 layers" in log and "Traceback" not in log
+
+
+def test_one_client_cannot_hold_the_queue(server):
+    heavy = visitor(server, 30)
+    ancestral = "DDPM ancestral, all T steps (Algorithm 2)"
+    jobs = [heavy.submit(s, 16, ancestral, 1000, 0.0, False, FP32, api_name="/generate") for s in range(5)]
+    deadline = time.time() + 60
+    while sum(bool(j.outputs()) or j.done() for j in jobs) < 5 and time.time() < deadline:
+        time.sleep(0.1)
+    refused = [j for j in jobs if j.done() and "429 Too Many Requests" in str(j.exception())]
+    assert len(refused) == 2, [str(j.exception()) if j.done() else "running" for j in jobs]
+    light = visitor(server, 31).predict(3, 1, DDIM, 3, 0.0, False, FP32, api_name="/generate")
+    assert light[1].startswith("done: 3 steps")  # another visitor is served at once
+    for j in jobs:
+        j.cancel()
+    assert "refused: POST join: you have 3 requests queued or running" in server["log"].read_text()
+    busy = idle_cpu_s(server)
+    assert busy < 0.5, f"the server kept computing {busy:.1f} CPU-s in 2 s after the requests were cancelled"
+
+
+def test_a_cancelled_likelihood_stops_computing(server):
+    job = visitor(server, 40).submit("held-out test images", 16, None, 0, api_name="/likelihood")
+    deadline = time.time() + 60
+    while not job.outputs() and time.time() < deadline:  # the first progress line: it is computing
+        time.sleep(0.1)
+    assert job.outputs() and job.outputs()[-1][1].startswith("computing the bound: ")
+    job.cancel()
+    busy = idle_cpu_s(server, wait=1.5)
+    assert busy < 0.5, f"the server kept computing {busy:.1f} CPU-s in 2 s after the likelihood was cancelled"
+
+
+def test_uploads_are_budgeted_per_client(server, tmp_path):
+    import httpx
+
+    (tmp_path / "9mb.png").write_bytes(os.urandom(9 * 2**20))
+
+    def upload(who: str) -> httpx.Response:
+        with open(tmp_path / "9mb.png", "rb") as f:
+            return httpx.post(server["url"] + "gradio_api/upload", files={"files": f}, headers={"X-Forwarded-For": who})
+
+    assert [upload("10.0.0.50").status_code for _ in range(4)] == [200] * 4  # 36 of this server's 40 MB
+    refused = upload("10.0.0.50")
+    assert refused.status_code == 413 and "larger than the 4 MB you may still upload in these 10 minutes" in refused.json()["detail"]
+    assert upload("10.0.0.51").status_code == 200  # another visitor is not affected
+
+
+def test_only_the_uis_endpoints_are_exposed_and_malformed_calls_get_one_line(server):
+    import httpx
+
+    client = visitor(server, 60)
+    api = client.view_api(print_info=False, return_format="dict")
+    assert sorted(api["named_endpoints"]) == ["/drawing", "/forward", "/generate", "/likelihood", "/load_model", "/schedule"]
+    assert not api["unnamed_endpoints"]
+    with pytest.raises(Exception, match="Number of images needs a value"):
+        client.predict(0, None, DDIM, 3, 0.0, False, FP32, api_name="/generate")
+    config = httpx.get(server["url"] + "config").json()
+    generate = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate")
+    short = httpx.post(server["url"] + "gradio_api/queue/join", json={"data": [1], "fn_index": generate, "session_hash": "s"})
+    assert short.status_code == 422 and short.json()["detail"] == "this endpoint takes 9 input values, got 1"
+    body = b'{"data": [null, NaN, 2, "DDIM (fewer steps, eta)", 3, 0.0, false, "%s", "%s"], "fn_index": %d, "session_hash": "n"}'
+    nan = body % (FP32.encode(), "clip x̂0 to [-1, 1] (diffusers' default)".encode(), generate)
+    assert httpx.post(server["url"] + "gradio_api/queue/join", content=nan, headers={"content-type": "application/json"}).status_code == 200
+    with httpx.stream("GET", server["url"] + "gradio_api/queue/data", params={"session_hash": "n"}, timeout=60) as events:
+        done = next(line for line in events.iter_lines() if "process_completed" in line)
+    assert "Seed must be a finite number, got 'nan'" in done
+    files = visitor(server, 61, download_files=False).predict(1, 2, DDIM, 3, 0.0, False, FP32, api_name="/generate")
+    assert str(server["proc"].pid) not in str(files) and str(ROOT) not in str(files)  # no PID, no install path
+    log = server["log"].read_text()
+    assert "refused: POST join: this endpoint takes 9 input values, got 1" in log and "Traceback" not in log
+
+
+def test_a_visitors_results_stay_while_another_generates_many(server):
+    import httpx
+
+    mine = visitor(server, 70, download_files=False).predict(5, 2, DDIM, 3, 0.0, False, FP32, api_name="/generate")
+    gif, download = mine[2]["url"], mine[4]["url"]
+    other = visitor(server, 71)
+    for seed in range(20):  # more runs than the 16 that all visitors together used to share
+        other.predict(seed, 1, DDIM, 2, 0.0, False, FP32, api_name="/generate")
+    assert httpx.get(gif).status_code == 200 and httpx.get(download).status_code == 200

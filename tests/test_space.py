@@ -1,6 +1,7 @@
 """The Space's logic (ddpm.space) without a server."""
 
 import json
+import re
 import os
 import shutil
 import zipfile
@@ -17,7 +18,7 @@ from PIL import Image
 from ddpm import DDPMScheduler, space
 from ddpm.data import LabelledArrays, save_held_out
 from ddpm.hub import ModelLoadError, load_pipeline, save_pipeline
-from ddpm.limits import Limits
+from ddpm.limits import Cost, Limits
 from ddpm.visualize import grid
 
 
@@ -203,15 +204,31 @@ def test_schedule_and_likelihood_views(model):
     assert len(fig.axes) == 3
     report = space.schedule_report(model)
     assert "T = 30" in report and "⚠️ x_T is not close to N(0, I)" in report
+    *progress, (fig, text) = space.likelihood_view(model, space.held_out_batch(model, 2), every_s=0)
+    assert [line for _, line in progress][-1] == "computing the bound: 30 of 30 timesteps done (t = 0)"
+    assert all(chart is None for chart, _ in progress) and "bits/dim" in text and len(fig.axes) == 2
+
+
+def test_a_stopped_likelihood_makes_no_more_network_calls(model):
     calls = []
-    fig, text = space.likelihood_view(model, space.held_out_batch(model, 2), progress=lambda i, n: calls.append((i, n)))
-    assert calls[-1] == (30, 30) and "bits/dim" in text and len(fig.axes) == 2
+    hook = model.unet.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        steps = space.likelihood_view(model, space.held_out_batch(model, 2), every_s=0)
+        next(steps), next(steps)
+        steps.close()  # what Gradio's cancel amounts to: no further next()
+        assert len(calls) == 2
+    finally:
+        hook.remove()
 
 
-def test_workdirs_are_bounded(tmp_path):
-    dirs = space.WorkDirs(tmp_path / "runs", keep=3)
-    made = [dirs.new() for _ in range(6)]
-    assert len(list((tmp_path / "runs").iterdir())) == 3 and made[-1].exists()
+def test_workdirs_are_bounded_per_client_and_in_all(tmp_path):
+    dirs = space.WorkDirs(tmp_path / "runs", keep=5, per_owner=2)
+    alice = dirs.new("10.0.0.1")
+    made = [dirs.new("10.0.0.2") for _ in range(6)]  # one visitor's many quick runs
+    assert alice.exists() and [p.exists() for p in made] == [False] * 4 + [True] * 2  # theirs go, not alice's
+    others = [dirs.new(f"10.0.1.{i}") for i in range(4)]
+    assert len(list((tmp_path / "runs").iterdir())) == 5 and not alice.exists() and all(p.exists() for p in others)
+    assert "10.0.0" not in str(made[-1])  # a hash of the address names the folder, not the address
 
 
 def test_bundled_models_are_named_by_what_they_are(model_dir):
@@ -228,6 +245,9 @@ def test_bundled_models_are_named_by_what_they_are(model_dir):
     assert other.startswith(f"**`{model_dir}`**: UNet2DModel")  # any other folder by its path (no card: no data named)
     (model_dir / "README.md").write_text("A DDPM trained on **my cats** at 8x8.")
     assert space.describe(space.ModelRegistry().load(str(model_dir))).startswith(f"**`{model_dir}`, trained on my cats**")
+    (model_dir / "README.md").write_text("trained on **![a](http://example.com/x.png) <img src=y>**")  # a hostile card
+    text = space.describe(space.ModelRegistry().load(str(model_dir)))
+    assert r"trained on \!\[a\]\(http://example\.com/x\.png\) \<img src=y\>" in text  # shown as text, not rendered
     (model_dir / "README.md").unlink()
 
 
@@ -244,6 +264,8 @@ def test_visitors_load_bundled_models_and_hub_ids_never_the_servers_folders(mode
     assert replies["a" * 10_000] == "a model name has at most 200 characters (a Hub repo id is user/name)"
     for reply in replies.values():
         assert str(space.ROOT) not in reply and str(os.getpid()) not in reply and "\n" not in reply
+    with pytest.raises(ModelLoadError, match="is not a bundled model or a Hub repo id"):
+        registry.load(space.DIGITS_MODEL)  # its install path: a visitor cannot confirm where the Space lives
     assert registry.load("pretrained/ddpm-digits").unet.config.sample_size == 8  # bundled: by its name
     assert registry.load(str(model_dir)).scheduler.num_train_timesteps == 30  # the operator's folder
     # a repo id that happens to be a folder in the server's working directory still goes to the Hub
@@ -270,17 +292,37 @@ def test_models_over_budget_are_refused_from_their_configs(model_dir, tmp_path):
         space.ModelRegistry(str(model_dir), limits=Limits(max_gflop_per_step=1e-6)).load(str(model_dir))
 
 
-def test_a_requests_work_is_bounded(model_dir):
-    per_step = space.ModelRegistry(str(model_dir)).load("").flops_per_step
-    assert per_step > 0
-    limits = Limits(max_request_tflop=4 * 30 * per_step / 1e12)  # 4 images x all 30 steps, not 5
-    m = space.ModelRegistry(str(model_dir), limits=limits).load("")
+def test_a_requests_work_is_bounded_in_predicted_seconds(model_dir):
+    m = space.ModelRegistry(str(model_dir)).load("")
+    assert m.cost.per_image > 0 and m.cost.fixed >= 0  # measured on this machine when the model loaded
+    m.cost = Cost(fixed=0.001, per_image=0.002)  # known numbers: the arithmetic below is exact
+    limits = Limits(max_request_s=30 * (0.001 + 4 * 0.002) + 1e-9)  # 4 images x all 30 steps, not 5
     assert space.check_settings(m, 0, 4, "ddpm", 30, 0, False, limits=limits).num_images == 4
-    with pytest.raises(ValueError, match=r"5 image\(s\) x 30 steps is .* TFLOP of work; this Space serves up to .* TFLOP a"):
+    with pytest.raises(ValueError, match=r"5 image\(s\) x 30 steps would take about 0\.3 s here; this Space serves "
+                                         r"requests up to 0\.27 s: 4 image\(s\) at 30 steps fit \(use fewer"):  # fmt: skip
         space.check_settings(m, 0, 5, "ddpm", 30, 0, False, limits=limits)
     assert space.check_settings(m, 0, 16, "ddim", 7, 0, False, limits=limits).num_steps == 7  # fewer steps: more images
+    with pytest.raises(ValueError, match="1 image fits up to 20 steps"):
+        space.check_settings(m, 0, 1, "ddpm", 30, 0, False, limits=Limits(max_request_s=0.06))
     with pytest.raises(ValueError, match="use fewer images or fewer steps"):
         space.likelihood_view(m, space.held_out_batch(m, 5), limits=limits)
+    one = space.check_settings(m, 0, 1, "ddpm", 30, 0, False)
+    space.check_work(m, one, Limits(max_request_s=5 * 0.003 + 1e-9), start=5)  # a drawing from t = 5: 5 calls
+    with pytest.raises(ValueError, match=r"1 image\(s\) x 6 steps"):
+        space.check_work(m, one, Limits(max_request_s=5 * 0.003 + 1e-9), start=6)
+
+
+def test_a_config_that_the_weights_do_not_cover_is_refused(model_dir, tmp_path):
+    """A config of many parameters beside a few kB of weights (the missing ones were served uninitialised: NaN images)."""
+    fake = tmp_path / "fake"
+    shutil.copytree(model_dir, fake)
+    config = json.loads((fake / "unet" / "config.json").read_text())
+    levels = len(config["block_out_channels"])
+    (fake / "unet" / "config.json").write_text(json.dumps({**config, "block_out_channels": [1024] * levels}))
+    (fake / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 9000)
+    with pytest.raises(ModelLoadError, match=r"its config makes \d+\.\d M parameters but its weights file \(8\.8 kB\) "
+                                             r"holds at most 0\.00 M: the weights do not match the config"):  # fmt: skip
+        space.ModelRegistry(str(model_dir)).load(str(fake))
 
 
 def test_the_model_cache_is_bounded_by_memory(model_dir, tmp_path):
@@ -308,13 +350,23 @@ def test_uploads_are_checked_before_decoding(tmp_path):
         space.open_upload(str(tmp_path / "ok.png"), max_pixels=2500)
 
 
-def test_work_folders_are_removed_with_their_process(tmp_path):
-    stale = tmp_path / f"{space.WorkDirs.PREFIX}999999999-abc"  # a pid that does not run
-    live = tmp_path / f"{space.WorkDirs.PREFIX}{os.getpid()}-abc"
-    stale.mkdir()
-    live.mkdir()
+def test_work_folders_are_removed_with_their_process_and_their_names_hold_no_pid(tmp_path):
+    stale = tmp_path / f"{space.WorkDirs.PREFIX}abc"
+    (tmp_path / f"{space.WorkDirs.PREFIX}abc.pid").write_text("999999999")  # a pid that does not run
+    orphan = tmp_path / f"{space.WorkDirs.PREFIX}def"  # no pid file at all
+    live = tmp_path / f"{space.WorkDirs.PREFIX}ghi"
+    (tmp_path / f"{space.WorkDirs.PREFIX}ghi.pid").write_text(str(os.getpid()))
+    for folder in (stale, orphan, live):
+        folder.mkdir()
     space.WorkDirs.remove_stale(tmp_path)
-    assert not stale.exists() and live.exists()
+    assert not stale.exists() and not orphan.exists() and live.exists()
+    assert not (tmp_path / f"{space.WorkDirs.PREFIX}abc.pid").exists()
+    dirs = space.WorkDirs()
+    try:
+        assert str(os.getpid()) not in str(dirs.new()) and Path(f"{dirs.root}.pid").read_text() == str(os.getpid())
+    finally:
+        shutil.rmtree(dirs.root)
+        Path(f"{dirs.root}.pid").unlink()
 
 
 def test_a_hub_model_over_budget_is_refused_before_its_weights_are_downloaded(model_dir, tmp_path):
@@ -343,6 +395,88 @@ def test_a_hub_model_over_budget_is_refused_before_its_weights_are_downloaded(mo
         served = subprocess.run([sys.executable, "-c", script, "64"], env=env, capture_output=True, text=True, timeout=120)
         assert "LOADED 8" in served.stdout, served.stderr[-2000:]
         assert any(m == "GET" and p.endswith("/unet/diffusion_pytorch_model.safetensors") for m, p in hub.requests)
+
+
+def test_hub_side_files_are_bounded_before_download_and_the_hub_cache_is_pruned(model_dir, tmp_path):
+    """A card, configs or held-out images larger than the app reads are refused from the Hub's file listing (never
+    downloaded); Hub models on disk stay within DDPM_HUB_CACHE_MB, least recently used deleted first."""
+    import subprocess
+    import sys
+
+    from hub_server import FakeHub, Repo
+
+    files = {str(p.relative_to(model_dir)): p.read_bytes() for p in Path(model_dir).rglob("*") if p.is_file()}
+    one = sum(map(len, files.values()))
+    script = (
+        "import sys; from ddpm import space; from ddpm.hub import ModelLoadError; from ddpm.limits import Limits\n"
+        "limits = Limits(hub_cache_mb=float(sys.argv[1]), model_cache_mb=0.001)  # memory: the default and the last\n"
+        "r = space.ModelRegistry(space.BUNDLED_MODEL, limits=limits, allow_local=False)\n"
+        "for name in sys.argv[2:]:\n"
+        "    try:\n        r.load(name); print('LOADED', name)\n"
+        "    except ModelLoadError as e:\n        print('REFUSED', e)\n"
+    )
+    with FakeHub() as hub:
+        hub.repos["bob/big-card"] = Repo(files={**files, "README.md": b"x" * 600_000}, commits=["1" * 40])
+        for name in ("alice/a", "alice/b", "alice/c"):
+            hub.repos[name] = Repo(files=files, commits=["2" * 40])
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
+               "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(space.ROOT)}  # fmt: skip
+        cap_mb = 1.5 * one / 2**20  # room for one model, not two
+        args = [sys.executable, "-c", script, str(cap_mb), "bob/big-card", "alice/a", "alice/b", "alice/c"]
+        out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
+        assert "REFUSED bob/big-card: its README.md is 0.6 MB; this app reads at most 0.50 MB" in out.stdout, out.stderr[-2000:]
+        assert not any(p.startswith("/bob/big-card/resolve/") for _, p in hub.requests)  # nothing of it downloaded
+        assert out.stdout.count("LOADED alice/") == 3
+    cached = [p for p in (tmp_path / "hf" / "hub").glob("models--*") if any(p.rglob("*.safetensors"))]
+    assert [p.name for p in cached] == ["models--alice--c"]  # the last one used; the others were deleted
+    on_disk = [f for f in (tmp_path / "hf" / "hub").rglob("*") if f.is_file() and not f.is_symlink()]  # blobs, not links
+    assert sum(f.stat().st_size for f in on_disk) <= cap_mb * 2**20
+
+
+CIFAR10_UNET = {  # google/ddpm-cifar10-32's unet/config.json (Ho et al.'s CIFAR-10 model): 35.7 M parameters
+    "_class_name": "UNet2DModel", "act_fn": "silu", "attention_head_dim": None, "block_out_channels": [128, 256, 256, 256],
+    "center_input_sample": False, "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
+    "downsample_padding": 0, "flip_sin_to_cos": False, "freq_shift": 1, "in_channels": 3, "layers_per_block": 2,
+    "mid_block_scale_factor": 1, "norm_eps": 1e-06, "norm_num_groups": 32, "out_channels": 3, "sample_size": 32,
+    "time_embedding_type": "positional", "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
+}  # fmt: skip
+
+
+def test_google_ddpm_cifar10_loads_with_the_default_budget_and_gets_what_fits(tmp_path):
+    """Its 12.4 GFLOP a step was refused by the old 2 GFLOP cap though a few images with DDIM take seconds here.
+    Its exact config with random weights, from the Hub fixture, under the default limits: it loads, the Space says
+    what fits, refuses 16 x 1000 steps with what would fit, and serves a few images with DDIM."""
+    import subprocess
+    import sys
+
+    from diffusers import UNet2DModel
+    from hub_server import FakeHub, Repo
+
+    save_pipeline(tmp_path / "cifar", UNet2DModel.from_config(CIFAR10_UNET), DDPMScheduler(num_train_timesteps=1000))
+    files = {str(p.relative_to(tmp_path / "cifar")): p.read_bytes() for p in (tmp_path / "cifar").rglob("*") if p.is_file()}
+    script = (
+        "from ddpm import space; from ddpm.limits import Limits\n"
+        "limits = Limits()  # the defaults\n"
+        "m = space.ModelRegistry(space.BUNDLED_MODEL, limits=limits, allow_local=False).load('google/ddpm-cifar10-32')\n"
+        "print('NOTE', space.budget_note(m, limits))\n"
+        "try:\n    space.check_settings(m, 0, 16, 'ddpm', 1000, 0, False, limits=limits)\n"
+        "except ValueError as e:\n    print('REFUSED', e)\n"
+        "s = space.check_settings(m, 0, 2, 'ddim', 50, 0, False, limits=limits)\n"
+        "s = space.check_settings(m, 0, 2, 'ddim', 3, 0, False, limits=limits)\n"
+        "import tempfile; print('DONE', list(space.generate(m, s, tempfile.mkdtemp()))[-1].status)\n"
+    )
+    with FakeHub() as hub:
+        hub.repos["google/ddpm-cifar10-32"] = Repo(files=files, commits=["3" * 40])
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
+               "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(space.ROOT)}  # fmt: skip
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert "DONE done: 3 steps for 2 image(s)" in out.stdout, out.stdout + out.stderr[-2000:]
+    note = next(line for line in out.stdout.splitlines() if line.startswith("NOTE"))
+    assert re.search(r"within this Space's 60 s a request, all 1000 steps fit for (no image \(1 image fits \d+ steps\)|"
+                     r"[1-3] image\(s\)),", note), note  # on 2 cores: at most a few images with all the steps
+    assert re.search(r"50 DDIM steps for ([2-9]|1[0-6]) image\(s\)", note), note  # a few images with DDIM
+    assert re.search(r"REFUSED 16 image\(s\) x 1000 steps would take about \d+ s here; this Space serves requests up "
+                     r"to 60 s: (1 image fits up to \d+ steps|[1-3] image\(s\) at 1000 steps fit)", out.stdout), out.stdout
 
 
 # --------------------------------------------------------------------- your drawing through q and p_theta

@@ -18,6 +18,7 @@ from .inputs import (
     held_out_image,
     held_out_order,
     held_out_set,
+    image_header,
     model_input,
     open_upload,
 )
@@ -36,6 +37,7 @@ from .registry import (
 )
 from .runtime import Serialized, WorkDirs
 from .settings import (
+    budget_note,
     CLIP_LABELS,
     CLIP_NOTE,
     MAX_IMAGES,
@@ -44,6 +46,8 @@ from .settings import (
     SAMPLER_LABELS,
     Settings,
     check_settings,
+    check_work,
+    cost_of,
     default_precision,
     shown,
 )
@@ -81,7 +85,10 @@ __all__ = [
     "Settings",
     "Update",
     "WorkDirs",
+    "budget_note",
     "check_settings",
+    "check_work",
+    "cost_of",
     "default_precision",
     "describe",
     "display_name",
@@ -95,6 +102,7 @@ __all__ = [
     "held_out_image",
     "held_out_order",
     "held_out_set",
+    "image_header",
     "likelihood_view",
     "log_snr",
     "log_snr_frames",

@@ -62,31 +62,35 @@ def held_out_order(labels: np.ndarray) -> np.ndarray:
     return np.lexsort((labels, rank))
 
 
-def open_upload(path: str | None, max_pixels: int = MAX_UPLOAD_PIXELS) -> Image.Image:
-    """An uploaded file as an image, or a clear error. The size is read from the header before anything is
-    decoded, so a decompression bomb is refused without being unpacked."""
-    if not path:
-        raise ValueError("upload an image first (PNG, JPEG, ...)")
-    name = shown(Path(path).name, 40)
+def image_header(source, name: str, max_pixels: int = MAX_UPLOAD_PIXELS) -> Image.Image:
+    """An image opened from its header only (`source`: a path or a binary file), its size checked before any pixel
+    is decoded: a decompression bomb is refused without being unpacked. One-line ValueError otherwise."""
+    side = int(math.isqrt(max_pixels))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(str(path))
-            w, h = image.size
-            if w * h > max_pixels:
-                side = int(math.isqrt(max_pixels))
-                raise ValueError(f"{name} is {w}x{h} pixels: upload an image of at most {side}x{side}")
-            image.load()
-            return image
-    except ValueError as e:
-        if "pixels: upload" in str(e):
-            raise
-        raise ValueError(f"{name} is not an image this app can read: upload a PNG, JPEG, GIF or WebP") from None
+            image = Image.open(source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL refuses it before we see the size
-        side = int(math.isqrt(max_pixels))
         raise ValueError(f"{name} is far larger than {side}x{side} pixels decoded: upload a smaller image") from None
-    except (OSError, SyntaxError, DataError):
+    except (OSError, SyntaxError, ValueError, DataError):
         raise ValueError(f"{name} is not an image this app can read: upload a PNG, JPEG, GIF or WebP") from None
+    w, h = image.size
+    if w * h > max_pixels:
+        raise ValueError(f"{name} is {w}x{h} pixels: upload an image of at most {side}x{side}")
+    return image
+
+
+def open_upload(path: str | None, max_pixels: int = MAX_UPLOAD_PIXELS) -> Image.Image:
+    """An uploaded file as an image, or a clear error; its size is checked from the header before decoding."""
+    if not path:
+        raise ValueError("upload an image first (PNG, JPEG, ...)")
+    name = shown(Path(path).name, 40)
+    image = image_header(str(path), name, max_pixels)
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, DataError):
+        raise ValueError(f"{name} is not an image this app can read: upload a PNG, JPEG, GIF or WebP") from None
+    return image
 
 
 def drawing_image(image: Image.Image | None) -> Image.Image:

@@ -8,8 +8,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from ..hub import LoadedModel, ModelLoadError, load_pipeline
-from ..limits import Limits, OverBudget, check_model
+from ..hub import LoadedModel, ModelLoadError, load_pipeline, prune_hub_cache
+from ..limits import Limits, OverBudget, check_model, measure_cost
 from ..models import count_parameters
 from .settings import shown
 
@@ -43,16 +43,21 @@ class ModelRegistry:
         self.limits = limits or Limits()
         self.allow_local = allow_local
         self.folders = {display_name(str(Path(p).resolve())): str(Path(p).resolve()) for p in (*BUNDLED_MODELS, *folders)}
-        self.default = self.key(default) or default
+        self.default = self.name_of(default)
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
+    def name_of(self, name: str) -> str:
+        """The name a visitor uses for a model: a bundled folder by its project-relative name (so that no reply
+        ever holds the install path); anything else as given."""
+        resolved = str(Path(name).expanduser().resolve()) if Path(name).expanduser().is_dir() else None
+        return display_name(resolved) if resolved in self.folders.values() else name
+
     def key(self, name: str) -> str | None:
-        """The cache key of a name this registry serves (a folder's absolute path, or a repo id), else None."""
+        """The cache key of a name this registry serves (a folder's absolute path, or a repo id), else None. A
+        bundled model is named by its project-relative name, not its absolute path."""
         if name in self.folders:
             return self.folders[name]
-        if name in self.folders.values():
-            return name
         if self.allow_local and Path(name).expanduser().is_dir():  # one cache entry per folder, however spelled
             return str(Path(name).expanduser().resolve())
         if HUB_REPO_ID.fullmatch(name) and ".." not in name and "--" not in name:
@@ -83,12 +88,17 @@ class ModelRegistry:
             except OverBudget as e:
                 raise ModelLoadError(f"{shown(name)} is not served here: {e}") from None
 
-        model = load_pipeline(key, check=check, local=self.is_folder(key))
+        local = self.is_folder(key)
+        model = load_pipeline(key, check=check, local=local)
         model.flops_per_step = cost["flops"]
+        model.cost = measure_cost(model.unet)  # what a step costs on this machine: the request budget's unit
         with self._lock:
             self._models[key] = model
             self._models.move_to_end(key)
             self._evict()
+            in_memory = set(self._models)
+        if not local:  # its weights are in memory now: the disk keeps the Hub models in use and a bounded rest
+            prune_hub_cache(int(self.limits.hub_cache_mb * 2**20), keep=in_memory)
         return model
 
     def _evict(self) -> None:
@@ -130,4 +140,10 @@ def trained_on(model: LoadedModel) -> str:
     """ ", trained on X" as its model card says (our cards write "trained on **X**"), or nothing."""
     card = model.path / "README.md"
     found = re.search(r"trained on \*\*([^*\n]{1,80})\*\*", card.read_text(errors="replace")) if card.is_file() else None
-    return f", trained on {found[1]}" if found else ""
+    return f", trained on {as_plain_text(found[1])}" if found else ""
+
+
+def as_plain_text(text: str) -> str:
+    """Text from a model's files, shown as written inside Markdown: every Markdown and HTML character escaped, so
+    a card cannot put links, images or markup into the page."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", text)

@@ -4,6 +4,7 @@ network behind one lock (one forward pass at a time on a small CPU)."""
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import shutil
 import tempfile
@@ -12,36 +13,55 @@ from pathlib import Path
 
 
 class WorkDirs:
-    """Per-request output folders under one root per server process, the oldest removed beyond `keep`.
+    """Per-request output folders under one root per server process: each client's latest `per_owner`, and at
+    most `keep` in all.
 
     The root is removed when the process exits, and roots left by processes that no longer run (a killed server)
-    are removed when the next one starts: disk use stays bounded across requests and restarts.
+    are removed when the next one starts: disk use stays bounded across requests and restarts. The owner's PID is
+    kept in a file beside the root (`<root>.pid`), not in its name: the root's path is in every file URL a visitor
+    gets.
     """
 
     PREFIX = "ddpm-space-"
 
-    def __init__(self, root: str | Path | None = None, keep: int = 16):
+    def __init__(self, root: str | Path | None = None, keep: int = 64, per_owner: int = 4):
         if root is None:
             self.remove_stale()
-            root = tempfile.mkdtemp(prefix=f"{self.PREFIX}{os.getpid()}-")
+            root = tempfile.mkdtemp(prefix=self.PREFIX)
+            pid_file = Path(f"{root}.pid")
+            pid_file.write_text(str(os.getpid()))
             atexit.register(shutil.rmtree, root, True)
+            atexit.register(pid_file.unlink, missing_ok=True)
         self.root = Path(root)
-        self.keep = keep
+        self.keep, self.per_owner = keep, per_owner
         self._lock = threading.Lock()
 
     @classmethod
     def remove_stale(cls, parent: str | Path | None = None) -> None:
+        """Remove the roots whose owner no longer runs (no PID file, or a PID that is gone)."""
         for old in Path(parent or tempfile.gettempdir()).glob(f"{cls.PREFIX}*"):
-            pid = old.name[len(cls.PREFIX) :].split("-")[0]
-            if old.is_dir() and (not pid.isdigit() or not _alive(int(pid))):
+            if not old.is_dir():
+                continue
+            pid_file = Path(f"{old}.pid")
+            pid = pid_file.read_text().strip() if pid_file.is_file() else ""
+            if not pid.isdigit() or not _alive(int(pid)):
                 shutil.rmtree(old, ignore_errors=True)
+                pid_file.unlink(missing_ok=True)
 
-    def new(self) -> Path:
+    def new(self, owner: str = "") -> Path:
+        """A new run folder for `owner` (a client's address): each owner keeps its `per_owner` latest runs, so one
+        visitor's many quick runs never remove another's results while they look at them; beyond `keep` runs in
+        all, the oldest go. The folder's name holds a hash of the owner, never the address."""
+        tag = hashlib.sha256(owner.encode()).hexdigest()[:12]
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
-            path = Path(tempfile.mkdtemp(dir=self.root))
+            path = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{tag}-"))
             runs = sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime)
-            for old in runs[: max(0, len(runs) - self.keep)]:
+            mine = [p for p in runs if p.name.startswith(f"{tag}-")]
+            doomed = mine[: max(0, len(mine) - self.per_owner)]
+            rest = [p for p in runs if p not in doomed]
+            doomed += rest[: max(0, len(rest) - self.keep)]
+            for old in doomed:
                 shutil.rmtree(old, ignore_errors=True)
             return path
 

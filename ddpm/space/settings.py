@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 
 from ..hub import LoadedModel
-from ..limits import Limits, check_request
-from ..sampling import bf16_is_native
+from ..limits import Cost, Limits, check_request, measure_cost
+from ..sampling import bf16_is_native, walk
 
 MAX_IMAGES = 16
 MAX_SEED = 2**32 - 1
@@ -86,6 +86,41 @@ def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta
         raise ValueError(f"the number of steps must be between 1 and {T} (this model's T), got {num_steps}")
     if not 0.0 <= eta <= 1.0 or math.isnan(eta):
         raise ValueError(f"eta must be between 0 and 1, got {eta}")
+    settings = Settings(seed, num_images, sampler, num_steps, eta, bool(show_x0), precision, clip)
     if limits is not None:
-        check_request(num_images, num_steps, model.flops_per_step, limits)
-    return Settings(seed, num_images, sampler, num_steps, eta, bool(show_x0), precision, clip)
+        check_work(model, settings, limits)
+    return settings
+
+
+def cost_of(model: LoadedModel) -> Cost:
+    """What a network call of this model costs on this machine (measured once, kept on the model)."""
+    if model.cost is None:
+        model.cost = measure_cost(model.unet)
+    return model.cost
+
+
+def check_work(model: LoadedModel, settings: Settings, limits: Limits, start: int | None = None) -> None:
+    """The request's predicted seconds here against the budget: its images x the network calls its sampler makes
+    from `start` (a drawing noised to t; default T) down to 0."""
+    if start == 0:
+        return  # no steps: the input itself
+    calls = len(walk(model.scheduler.num_train_timesteps, settings.sampler, settings.num_steps, start))
+    check_request(settings.num_images, calls, cost_of(model), limits)
+
+
+def budget_note(model: LoadedModel, limits: Limits) -> str:
+    """What this model can do here within a request's budget, from its measured cost: how many images all T steps
+    and 50 DDIM steps allow (said when a model loads, so a visitor picks a request that fits)."""
+    cost, T = cost_of(model), model.scheduler.num_train_timesteps
+    step_ms = cost.seconds(1, 1) * 1000
+    budget = limits.max_request_s
+
+    def fits(calls: int) -> str:
+        n = cost.images_that_fit(calls, budget)
+        return f"{n} image(s)" if n else f"no image (1 image fits {cost.steps_that_fit(1, budget)} steps)"
+
+    ddim = min(T, 50)
+    return (
+        f"On this machine one step of one image takes about {step_ms:.0f} ms: within this Space's {budget:g} s a "
+        f"request, all {T} steps fit for {fits(T)}, {ddim} DDIM steps for {fits(ddim)}."
+    )

@@ -4,17 +4,19 @@ drawing's noising, and the variational bound term by term."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..hub import LoadedModel
-from ..likelihood import bits_per_dim
+from ..likelihood import BoundTerms, bound_terms
 from ..limits import Limits, check_request
 from ..visualize import auto_scale, frame_indices, grid, side_by_side
 from .runtime import Serialized
+from .settings import cost_of
 
 
 def strength_note(model: LoadedModel, t: int) -> str:
@@ -103,15 +105,36 @@ def schedule_report(model: LoadedModel) -> str:
     return text + (f"\n\n⚠️ {d.warning}" if d.warning else "\n\n✅ x_T is close to N(0, I): sampling can start from pure noise.")
 
 
-def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0,
-                    progress: Callable[[int, int], None] | None = None, limits: Limits | None = None):  # fmt: skip
-    """The bound L_T + sum L_{t-1} + L_0 (bits/dim) on a batch, as a chart of every term and a summary."""
+def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0, limits: Limits | None = None,
+                    every_s: float = 0.5) -> Iterator[tuple[object | None, str]]:  # fmt: skip
+    """The bound L_T + sum L_{t-1} + L_0 (bits/dim) on a batch: yields (None, a progress line) about every `every_s`
+    seconds while the T network calls run, then (a chart of every term, a summary). A caller that stops iterating
+    stops the work before the next network call (Gradio does, when a visitor cancels). The budget is checked at once."""
+    if limits is not None:
+        check_request(x0.shape[0], model.scheduler.num_train_timesteps, cost_of(model), limits)
+    return _likelihood_steps(model, x0, seed, every_s)
+
+
+def _likelihood_steps(model: LoadedModel, x0: torch.Tensor, seed: int, every_s: float):
+    T = model.scheduler.num_train_timesteps
+    steps = bound_terms(Serialized(model.unet), model.scheduler, x0, generator=torch.Generator().manual_seed(int(seed)))
+    last = time.monotonic()
+    while True:
+        try:
+            done = next(steps)
+        except StopIteration as end:
+            terms = end.value
+            break
+        if time.monotonic() - last >= every_s:
+            last = time.monotonic()
+            yield None, f"computing the bound: {done} of {T} timesteps done (t = {T - done})"
+    yield bound_chart(terms, x0.shape[0])
+
+
+def bound_chart(terms: BoundTerms, n: int):
+    """A chart of every term of the bound over t and of the totals, and a one-paragraph summary."""
     from matplotlib.figure import Figure
 
-    if limits is not None:
-        check_request(x0.shape[0], model.scheduler.num_train_timesteps, model.flops_per_step, limits)
-    terms = bits_per_dim(Serialized(model.unet), model.scheduler, x0, generator=torch.Generator().manual_seed(int(seed)),
-                         progress=progress)  # fmt: skip
     s = terms.summary()
     per_t = terms.terms.mean(0).numpy()
     T = len(per_t)
@@ -131,7 +154,7 @@ def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0,
     ax2.set(title="bits/dim")
     ax2.tick_params(axis="x", labelrotation=30)
     text = (
-        f"**{s['bits_per_dim']:.3f} bits/dim** (upper bound on −log₂ p(x_0) per dimension) for {x0.shape[0]} image(s): "
+        f"**{s['bits_per_dim']:.3f} bits/dim** (upper bound on −log₂ p(x_0) per dimension) for {n} image(s): "
         f"L_T = {s['L_T']:.2e}, Σ L_{{t−1}} = {s['sum_L_t-1']:.3f}, L_0 = {s['L_0']:.3f}."
     )
     return fig, text

@@ -1,0 +1,264 @@
+"""Defences in front of the handlers, for requests Gradio handles before our code sees them (checked on gradio 6.31).
+
+- `Sketchpad`: Gradio's ImageEditor decodes the background, every layer and the composite before the handler runs
+  (with PIL's decompression-bomb warning silenced), and its `accept_blobs` server function grows a list to whatever
+  `index` a client sends and keeps every blob until that drawing is submitted, forever otherwise. Ours reads each
+  image's header (pixels) and byte size before Gradio decodes anything, takes at most MAX_LAYERS layers, and keeps
+  at most PENDING_BYTES of blobs not yet submitted (the oldest dropped).
+- `RequestGuard` (ASGI middleware, given to `launch(app_kwargs=...)`): caps the body of every POST before Gradio
+  reads it (uploads at `max_file_size`, everything else smaller), the bytes one client and all clients together may
+  upload in a window (Gradio keeps uploads 10-20 minutes), and the events one client may have queued or running at
+  once, so one client cannot fill the queue.
+
+A client is its address: the last X-Forwarded-For entry (the one the Space's proxy adds), else the TCP peer.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import logging
+import threading
+import time
+
+import gradio as gr
+from gradio.components.base import server
+
+from .inputs import image_header
+
+log = logging.getLogger("ddpm.space")
+
+MAX_LAYERS = 4
+MAX_DRAWING_PIXELS = 2048 * 2048
+MAX_BLOB_BYTES = 8 * 2**20
+PENDING_BYTES = 64 * 2**20
+BLOB_PARTS = ("background", "layer", "composite")
+
+
+def refuse(text: str) -> gr.Error:
+    """One line to the visitor and the same line to the log, never a traceback."""
+    log.warning("refused: %s", text)
+    return gr.Error(text, print_exception=False)
+
+
+class _Pending(collections.OrderedDict):
+    """Blobs of drawings not yet submitted, by the client's drawing id: at most `max_bytes` in all and `max_ids`
+    drawings, the oldest dropped first (a drawing left for long is simply drawn again)."""
+
+    def __init__(self, max_bytes: int = PENDING_BYTES, max_ids: int = 64):
+        super().__init__()
+        self.max_bytes, self.max_ids = max_bytes, max_ids
+
+    @staticmethod
+    def size(blobs) -> int:
+        parts = [blobs.background, blobs.composite, *blobs.layers]
+        return sum(len(p) for p in parts if p)
+
+    def shrink(self) -> None:
+        while len(self) > self.max_ids or (len(self) > 1 and sum(map(self.size, self.values())) > self.max_bytes):
+            self.popitem(last=False)
+
+
+def _check_image(data, what: str) -> None:
+    """The byte size and the header's pixel count of one part of a drawing; nothing is decoded."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        if len(data) > MAX_BLOB_BYTES:
+            raise ValueError(f"{what} is {len(data) / 2**20:.0f} MB: draw, or upload an image of at most {MAX_BLOB_BYTES // 2**20} MB")
+        source = io.BytesIO(data)
+    else:
+        source = data.path
+    image_header(source, what, MAX_DRAWING_PIXELS).close()
+
+from gradio.events import Dependency
+
+class Sketchpad(gr.Sketchpad):
+    """gr.Sketchpad whose inputs are bounded before Gradio decodes them (see the module's docstring)."""
+
+    def get_block_name(self) -> str:
+        return "imageeditor"  # drawn by Gradio's own editor, as gr.Sketchpad is
+
+    get_block_class = get_block_name
+
+    # No __init__ of our own: Gradio reads a component's props from its constructor's signature.
+    _lock = threading.Lock()
+
+    def _pending(self) -> _Pending:
+        """The bounded blob store (set up on first use), and the reasons of refused drawings (the last 64)."""
+        if not isinstance(self.blob_storage, _Pending):
+            self.blob_storage, self.refused = _Pending(), collections.OrderedDict()
+        return self.blob_storage
+
+    @server
+    def accept_blobs(self, data):
+        key = str(data.data.get("id"))[:80]
+        try:
+            kind, index = data.data.get("type"), data.data.get("index")
+            if kind not in BLOB_PARTS:
+                raise ValueError(f"a drawing has a background, layers and a composite, not {str(kind)[:20]!r}")
+            if kind == "layer" and index not in (None, "null"):
+                if not str(index).isdigit() or int(index) >= MAX_LAYERS:
+                    raise ValueError(f"a drawing may have at most {MAX_LAYERS} layers")
+            if len(data.files) != 1:
+                raise ValueError("send one image per part of the drawing")
+            _check_image(data.files[0][1], "the drawing")
+        except ValueError as e:
+            log.warning("refused: %s", e)
+            with self._lock:
+                self._pending().pop(key, None)
+                self.refused[key] = str(e)
+                while len(self.refused) > 64:
+                    self.refused.popitem(last=False)
+            return
+        with self._lock:
+            pending = self._pending()
+            gr.Sketchpad.accept_blobs(self, data)  # Gradio's own, now with checked input
+            pending.move_to_end(key)
+            pending.shrink()
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.id is not None:
+            with self._lock:
+                parts = self._pending().get(payload.id)
+                if payload.id in self.refused:
+                    raise refuse(self.refused.pop(payload.id))
+        else:
+            parts = payload
+        if parts is not None:
+            if len(parts.layers) > MAX_LAYERS:
+                raise refuse(f"a drawing may have at most {MAX_LAYERS} layers")
+            try:
+                for part in [parts.background, parts.composite, *parts.layers]:
+                    if part is not None:
+                        _check_image(part, "the drawing")
+            except ValueError as e:
+                raise refuse(str(e)) from None
+        return super().preprocess(payload)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def client_of(scope) -> str:
+    """The client's address: the last X-Forwarded-For entry (added by the Space's proxy), else the TCP peer."""
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-for":
+            return value.decode("latin-1").split(",")[-1].strip()[:64]
+    peer = scope.get("client")
+    return peer[0] if peer else "?"
+
+
+class _Window:
+    """Bytes per client and in all over the last `seconds`."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.events: collections.deque[tuple[float, str, int]] = collections.deque()
+
+    def used(self, who: str | None = None) -> int:
+        cutoff = time.monotonic() - self.seconds
+        while self.events and self.events[0][0] < cutoff:
+            self.events.popleft()
+        return sum(n for _, w, n in self.events if who is None or w == who)
+
+    def add(self, who: str, n: int) -> None:
+        self.events.append((time.monotonic(), who, n))
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, text: str):
+        self.status, self.text = status, text
+
+
+class RequestGuard:
+    """ASGI middleware: every POST's body read up to its cap before Gradio sees it; uploads budgeted per client and
+    in all; at most `per_client` events queued or running per client (see the module's docstring)."""
+
+    def __init__(
+        self,
+        app,
+        blocks=None,
+        max_upload_bytes: int = 10 * 2**20,
+        max_body_bytes: int = MAX_BLOB_BYTES + 2**20,
+        client_upload_bytes: int = 200 * 2**20,
+        total_upload_bytes: int = 2 * 2**30,
+        window_s: float = 600.0,
+        per_client: int = 3,
+    ):
+        self.app, self.blocks = app, blocks
+        self.max_upload, self.max_body = max_upload_bytes, max_body_bytes
+        self.client_upload, self.total_upload = client_upload_bytes, total_upload_bytes
+        self.uploads = _Window(window_s)
+        self.per_client = per_client
+
+    def busy(self, who: str) -> int:
+        """Events of this client queued or running now."""
+        queue = getattr(self.blocks, "_queue", None)
+        events = list(getattr(queue, "event_ids_to_events", {}).values())
+        return sum(1 for e in events if e.request is not None and client_of(e.request.scope) == who)
+
+    def cap(self, path: str, who: str) -> int:
+        if path.endswith("/upload"):
+            left = min(self.client_upload - self.uploads.used(who), self.total_upload - self.uploads.used())
+            if left <= 0:
+                mb = self.client_upload / 2**20
+                raise _Refused(429, f"upload limit reached ({mb:.0f} MB per {self.uploads.seconds / 60:.0f} minutes): try again later")
+            return min(self.max_upload, left)
+        if path.endswith("/queue/join") and self.busy(who) >= self.per_client:
+            raise _Refused(429, f"you have {self.per_client} requests queued or running: wait for one to finish or stop it")
+        return self.max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        path, who = scope["path"].rstrip("/"), client_of(scope)
+        try:
+            limit = self.cap(path, who)
+            body = await self._read(scope, receive, limit)
+        except _Refused as e:
+            log.warning("refused: %s %s: %s", scope["method"], path.rsplit("/", 1)[-1], e.text)
+            return await _reply(send, e.status, e.text)
+        if path.endswith("/upload"):
+            self.uploads.add(who, len(body))
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _read(scope, receive, limit: int) -> bytes:
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                raise _Refused(413, f"the request is larger than {_mb(limit)}: send a smaller file")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Refused(400, "the client went away")
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise _Refused(413, f"the request is larger than {_mb(limit)}: send a smaller file")
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} kB"
+
+
+async def _reply(send, status: int, text: str) -> None:
+    body = json.dumps({"detail": text}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
