@@ -37,10 +37,18 @@ MAX_FILE_BYTES = 10 * 2**20
 LIVE_FILES_KEPT = 2  # live previews on disk per run: the one shown and the one before it
 TITLE = "DDPM, step by step"
 INTRO = """# DDPM, step by step
-A Denoising Diffusion Probabilistic Model (Ho et al. 2020) runs the **reverse process** p_θ(x_{t-1} | x_t) from pure
-noise x_T ~ N(0, I) down to an image x_0, one step at a time:
-x_{t-1} = (x_t − β_t / √(1 − ᾱ_t) · ε_θ(x_t, t)) / √α_t + σ_t z. The scheduler is written from these equations;
-the network ε_θ is a diffusers `UNet2DModel`."""
+A Denoising Diffusion Probabilistic Model ([Ho et al. 2020](https://arxiv.org/abs/2006.11239)) runs the **reverse
+process** p_θ(x_{t−1} | x_t) from pure noise x_T ~ N(0, I) down to an image x_0, one step at a time:
+x_{t−1} = (x_t − β_t / √(1 − ᾱ_t) · ε_θ(x_t, t)) / √α_t + σ_t z. The scheduler is written from these equations;
+the network ε_θ is a diffusers `UNet2DModel`. A gentle walk through the maths:
+[The Annotated Diffusion Model](https://huggingface.co/blog/annotated-diffusion)."""
+CSS = """
+.ddpm-frames .grid-container { grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)) !important;
+                               grid-template-rows: none !important; grid-auto-rows: auto !important; }
+.ddpm-frames .fixed-height { min-height: 0 !important; max-height: none !important; }
+"""  # galleries wrap to the width they get (a phone shows 3 a row, not 6 cut off)
+EXAMPLE_SECONDS = 10.0  # the arrival example of a model: DDIM-50, as many images (up to 16) as fit in this here
+DDIM_LABEL = next(label for label, name in space.SAMPLER_LABELS.items() if name == "ddim")
 HELD_OUT, UPLOADED = "held-out test image", "uploaded image"
 CLIPPED = next(label for label, clip in space.CLIP_LABELS.items() if clip)
 
@@ -110,6 +118,27 @@ class Handlers:
             self.first = self.registry.load(name)
         self.registry.default = self.name = name
         self.dirs = space.WorkDirs(workdir)
+        self.examples: dict[str, space.Update] = {}
+
+    def example(self, name: str, model) -> space.Update:
+        """A finished run of the model, made once when it loads: what a visitor sees before any click."""
+        done = self.examples.get(name)
+        if done is not None and Path(done.gif).exists():
+            return done
+        T = model.scheduler.num_train_timesteps
+        steps = min(T, 50)
+        n = max(1, space.cost_of(model).images_that_fit(steps, EXAMPLE_SECONDS))
+        settings = space.check_settings(model, 0, n, "ddim", steps, 0.0, False, space.default_precision())
+        folder = self.dirs.example(name)
+        *_, done = space.generate(model, settings, folder, min_interval=1e9)
+        done.preview.save(folder / "x0.png")
+        done.preview = str(folder / "x0.png")
+        done.status = (f"An example, made when this model loaded: DDIM, {steps} steps, {n} image(s), seed 0. "
+                       "Press **Generate** for your own.")  # fmt: skip
+        self.examples[name] = done
+        while len(self.examples) > 16:
+            self.examples.pop(next(iter(self.examples)))
+        return done
 
     def current(self, model_name):
         try:
@@ -117,25 +146,77 @@ class Handlers:
         except ModelLoadError as e:
             raise _ui_error(e) from None
 
+    def card(self, model) -> str:
+        return space.describe(model) + "\n\n" + space.budget_note(model, self.registry.limits)
+
+    LOAD_OUTPUTS = 20  # state, box, card, 6 controls, 8 of the Generate tab's run, 2 of the schedule, the estimate
+
     def load_model(self, new_name, model_name):
+        """Load a model and refresh every view for it; a failed load changes nothing but the card's last line."""
         new_name = (new_name or "").strip() or self.registry.default
-        model = self.current(new_name)
+        try:
+            model = self.registry.load(new_name)
+        except ModelLoadError as e:
+            text = str(e).strip().splitlines()[0]
+            if "(offline)" in text:
+                text = f"{space.shown(new_name)} is not on this Space, which cannot reach the Hub: pick a bundled model below"
+            _refuse(text)
+            gr.Warning(text)
+            current = self.registry.load(model_name)
+            keep = [gr.skip()] * (self.LOAD_OUTPUTS - 3)
+            return (gr.skip(), space.display_name(model_name), self.card(current) + f"\n\n⚠️ {text}", *keep)
         T = model.scheduler.num_train_timesteps
         classes = space.held_out_set(model).classes
         return (
             new_name,
-            space.describe(model) + "\n\n" + space.budget_note(model, self.registry.limits),
+            new_name,
+            self.card(model),
             gr.Slider(maximum=T, value=min(T, 50)),
             gr.Slider(maximum=T, value=T // 4),
             gr.Dropdown(choices=list(classes), value=classes[0]),
             gr.Slider(maximum=T, value=T // 2),
             space.strength_note(model, T // 2),
             gr.Slider(maximum=T, value=min(T, 50)),
+            *self.run_values(self.example(new_name, model)),
+            *self.schedule(new_name),
+            self.estimate(new_name, 16, DDIM_LABEL, min(T, 50)),
         )
+
+    @staticmethod
+    def run_values(update, scrubber: bool = True) -> tuple:
+        """What a run shows (preview, status, GIF, gallery, zip; and the scrubber's frames, slider and picture)."""
+        shown = (update.preview, update.status, update.gif, update.gallery or None, update.download)
+        if not scrubber:
+            return shown
+        if not update.done:
+            return (*shown, gr.skip(), gr.skip(), gr.skip())
+        last = len(update.scrub) - 1
+        path, caption = update.scrub[last]
+        slider = gr.Slider(minimum=0, maximum=last, value=last, step=1, interactive=True)
+        return (*shown, update.scrub, slider, gr.Image(value=path, label=f"x_t | x̂0 · {caption}"))
+
+    def scrub(self, frames, index):
+        """The scrubber: frame `index` of the finished run, x_t beside x̂0, labelled with t and SNR."""
+        if not frames:
+            return gr.skip()
+        path, caption = frames[max(0, min(int(index or 0), len(frames) - 1))]
+        return gr.Image(value=path, label=f"x_t | x̂0 · {caption}")
+
+    def estimate(self, model_name, num_images, sampler, num_steps):
+        """About how long a run takes here, from the model's measured cost, before it is asked for."""
+        try:
+            model = self.registry.load(model_name)
+            settings = space.check_settings(model, 0, num_images, sampler, num_steps, 0.0, False)
+        except (ModelLoadError, ValueError):
+            return ""
+        calls = model.scheduler.num_train_timesteps if settings.sampler == "ddpm" else settings.num_steps
+        seconds = space.cost_of(model).seconds(settings.num_images, calls)
+        return f"About **{seconds:.0f} s** here for {settings.num_images} image(s) × {calls} steps, when no one else is generating."
 
     def generate(
         self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision, clip=CLIPPED, request: gr.Request = None
     ):
+        """A run streamed: previews with the time left, then the GIF, the frames, the zip and the scrubber."""
         model = self.current(model_name)
         limits = self.registry.limits
 
@@ -143,13 +224,19 @@ class Handlers:
             settings = space.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits, clip)
             return space.generate(model, settings, run)
 
-        yield from self._stream(updates, request)
+        yield from self._stream(updates, request, scrubber=True)
 
     def drawing(self, model_name, sketch, t, sampler, num_steps, seed, precision, clip=CLIPPED, request: gr.Request = None):
         model = self.current(model_name)
+        try:
+            image = space.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
+        except ValueError as e:  # an empty canvas: said on the status line; the last run's results stay as they were
+            _refuse(str(e))
+            gr.Warning(str(e))
+            yield (gr.skip(), f"⚠️ {e}", gr.skip(), gr.skip(), gr.skip())
+            return
 
         def updates(run):
-            image = space.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
             settings = space.check_settings(model, seed, 1, sampler, num_steps, 0.0, False, precision, clip=clip)
             space.strength_note(model, t)  # checks t
             space.check_work(model, settings, self.registry.limits, start=int(t))  # the steps it runs from t
@@ -163,14 +250,14 @@ class Handlers:
         except ValueError as e:
             raise _ui_error(e) from None
 
-    def _stream(self, make_updates, request=None):
-        """Stream a run's updates (preview file, status, GIF, gallery, zip) into a run folder of the visitor's own;
-        every failure is one line."""
+    def _stream(self, make_updates, request=None, scrubber: bool = False):
+        """Stream a run's updates (preview file, status, GIF, gallery, zip; the scrubber's when asked) into a run
+        folder of the visitor's own; every failure is one line."""
         try:
             run = self.dirs.new(guards.client_of_request(request))
             for i, update in enumerate(make_updates(run)):
-                preview = self._preview_file(run, i, update)
-                yield (preview, update.status, update.gif, update.gallery or None, update.download)
+                update.preview = self._preview_file(run, i, update)
+                yield self.run_values(update, scrubber)
         except ValueError as e:
             raise _ui_error(e) from None
         except Exception as e:  # noqa: BLE001 - a real crash: its traceback to the log, one line to the visitor
@@ -203,6 +290,9 @@ class Handlers:
         model = self.current(model_name)
         return space.schedule_figure(model), space.schedule_report(model)
 
+    def stopped(self):
+        return "Stopped. Press **Generate** to start again."
+
     def likelihood(self, model_name, source, count, upload, seed):
         """The bound, streamed: a progress line about every half second, then the chart; a cancelled request stops
         before its next network call."""
@@ -221,18 +311,18 @@ def model_row(h: Handlers):
         label = "Model: a Hub repo id (user/name) or a bundled model" + (" or a local folder" if h.registry.allow_local else "")
         box = gr.Textbox(label=label, value=space.display_name(h.name), scale=4, max_length=space.MAX_NAME)
         button = gr.Button("Load model", scale=1)
-    label = "Bundled models (offline): Fashion-MNIST 28 px; digits 8 px with T = 1000 and with the article's T = 200"
+    label = "Bundled models (offline): Fashion-MNIST 28 px; digits 8 px with T = 1000, and with a short T = 200"
     bundled = gr.Examples(
         [[space.display_name(p)] for p in space.BUNDLED_MODELS], inputs=[box], label=label, api_visibility="private"
     )
-    info = gr.Markdown(space.describe(h.first) + "\n\n" + space.budget_note(h.first, h.registry.limits) + h.startup_note)
+    info = gr.Markdown(h.card(h.first) + h.startup_note)
     return box, button, bundled, info
 
 
 def sampler_inputs(T: int):
-    """The sampler and its number of steps (the ancestral sampler always walks all T)."""
+    """The sampler (DDIM by default: the fastest, blow-up free) and its number of steps (ancestral walks all T)."""
     return [
-        Radio(list(space.SAMPLER_LABELS), value=next(iter(space.SAMPLER_LABELS)), label="Sampler"),
+        Radio(list(space.SAMPLER_LABELS), value=DDIM_LABEL, label="Sampler"),
         Slider(1, T, value=min(T, 50), step=1, label="Steps (respaced DDPM and DDIM)"),
     ]
 
@@ -242,44 +332,67 @@ def precision_input():
 
 
 def clip_input():
-    """Clipping of the predicted x_0 (on by default, as in diffusers); the article's unclipped step one click away."""
+    """Clipping of the predicted x_0 (on by default, as in diffusers); the paper's unclipped step one click away."""
     return Radio(list(space.CLIP_LABELS), value=CLIPPED, label="Predicted x̂0 at each step", info=space.CLIP_NOTE)
 
 
-def live_view(hint: str, label: str):
+def live_view(hint: str, label: str, value=None):
     """The status line and the live frame of a sampling run."""
-    return gr.Markdown(hint), gr.Image(label=label, format="png", type="pil", interactive=False, height=320)
+    return gr.Markdown(hint), gr.Image(value=value, label=label, format="png", type="pil", interactive=False, height=320)
 
 
-def trajectory_views(gif_label: str, gallery_label: str):
+def trajectory_views(gif_label: str, gallery_label: str, shown=None):
     """What a finished run leaves: the GIF, the zip of frames, and the gallery of frames chosen in log-SNR."""
+    gif_value, gallery_value, download_value = shown or (None, None, None)
     with gr.Row():
-        gif = gr.Image(label=gif_label, type="filepath", interactive=False, height=320)
-        download = gr.File(label="Download the GIF and the frames (PNG)", interactive=False)
-    gallery = gr.Gallery(label=gallery_label, format="png", columns=6, height="auto", object_fit="contain")
+        gif = gr.Image(value=gif_value, label=gif_label, type="filepath", interactive=False, height=320)
+        download = gr.File(value=download_value, label="Download the GIF and the frames (PNG)", interactive=False)
+    gallery = gr.Gallery(value=gallery_value, label=gallery_label, format="png", columns=6, height="auto",
+                         object_fit="contain", elem_classes=["ddpm-frames"])  # fmt: skip
+    gr.Markdown(f"<small>{space.SNR_IN_WORDS}.</small>")
     return gif, download, gallery
 
 
-def generate_tab(T: int):
+def scrubber(example):
+    """A slider over the finished run's frames: x_t beside the model's x̂0 at that step, labelled with t and SNR."""
+    frames = gr.State(example.scrub)
+    last = max(len(example.scrub) - 1, 0)
+    with gr.Row():
+        index = gr.Slider(0, max(last, 1), value=last, step=1, label="Scrub through the run: frame", scale=1)
+        path, caption = example.scrub[last] if example.scrub else (None, "")
+        picture = gr.Image(value=path, label=f"x_t | x̂0 · {caption}", type="filepath", interactive=False, height=300, scale=2)
+    return frames, index, picture
+
+
+def generate_tab(h: Handlers, T: int):
+    example = h.example(h.name, h.first)
     with gr.Tab("Generate"):
         with gr.Row():
             with gr.Column(scale=1):
+                with gr.Row():  # first in the column: in view on a laptop and a phone without scrolling
+                    button = gr.Button("Generate", variant="primary", scale=2)
+                    stop = gr.Button("Stop", variant="stop", scale=1)
+                estimate = gr.Markdown(h.estimate(h.name, 16, DDIM_LABEL, min(T, 50)))
                 inputs = [
                     Number(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
                     Slider(1, space.MAX_IMAGES, value=16, step=1, label="Number of images"),
                     *sampler_inputs(T),
-                    Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM eta (0 = deterministic, 1 = DDPM-like)"),
-                    gr.Checkbox(label="Show the predicted x_0 beside x_t", value=False),
-                    precision_input(),
-                    clip_input(),
                 ]
-                button = gr.Button("Generate", variant="primary")
+                with gr.Accordion("More: DDIM's eta, x̂0 beside x_t, precision, clipping", open=False):
+                    inputs += [
+                        Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM eta (0 = deterministic, 1 = DDPM-like)"),
+                        gr.Checkbox(label="Show the predicted x̂0 beside x_t", value=False),
+                        precision_input(),
+                        clip_input(),
+                    ]
             with gr.Column(scale=2):
-                status, preview = live_view(
-                    "Press **Generate**: x_T is pure noise; each step removes a little of it.", "x_t, live"
-                )
-        gif, download, gallery = trajectory_views("The whole trajectory, x_T → x_0 (GIF)", "Frames from t = T to t = 0")
-    return button, inputs, [preview, status, gif, gallery, download]
+                status, preview = live_view(example.status, "x_t, live", value=example.preview)
+        gif, download, gallery = trajectory_views(
+            "The whole trajectory, x_T → x_0 (GIF)", "Frames from t = T to t = 0", (example.gif, example.gallery, example.download)
+        )
+        frames, index, picture = scrubber(example)
+    outputs = [preview, status, gif, gallery, download, frames, index, picture]
+    return button, stop, inputs, outputs, estimate
 
 
 def drawing_tab(h: Handlers, T: int):
@@ -304,13 +417,15 @@ def drawing_tab(h: Handlers, T: int):
                     precision_input(),
                     clip_input(),
                 ]
-                button = gr.Button("Noise it to t, then denoise", variant="primary")
+                with gr.Row():
+                    button = gr.Button("Noise it to t, then denoise", variant="primary", scale=2)
+                    stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Column(scale=2):
                 status, preview = live_view(
                     "Left: your drawing x_0 · middle: x_t · right: the model's x_0.", "x_0 → x_t → back to x_0"
                 )
         gif, download, gallery = trajectory_views("The trajectory from x_t (GIF)", "Frames from t down to 0")
-    return button, t, note, inputs, [preview, status, gif, gallery, download]
+    return button, stop, t, note, inputs, [preview, status, gif, gallery, download]
 
 
 def image_picker(h: Handlers, held_out_label: str):
@@ -340,18 +455,18 @@ def forward_tab(h: Handlers, T: int):
     return button, [source, class_name, index, upload, t_slider, noise_seed], [image, text, strip]
 
 
-def schedule_tab():
-    with gr.Tab("Noise schedule"):
+def schedule_tab(h: Handlers):
+    """Drawn at once for the loaded model (it never changes for a model), redrawn when another loads."""
+    with gr.Tab("Schedule"):
         gr.Markdown("β_t, ᾱ_t = ∏ α_s and SNR(t) = ᾱ_t / (1 − ᾱ_t) of the loaded model, and how close x_T is to N(0, I).")
-        button = gr.Button("Show the schedule")
-        outputs = [gr.Plot(label="Schedule"), gr.Markdown()]
-    return button, outputs
+        figure, report = h.schedule(h.name)
+        return [gr.Plot(value=figure, show_label=False), gr.Markdown(report)]
 
 
 def likelihood_tab():
     with gr.Tab("Likelihood"):
         gr.Markdown(
-            "The bound the article leaves out: −log p(x_0) ≤ L_T + Σ L_{t−1} + L_0, with L_T = KL(q(x_T|x_0) ‖ N(0, I)), "
+            "The bound the paper's simplified loss leaves out: −log p(x_0) ≤ L_T + Σ L_{t−1} + L_0, with L_T = KL(q(x_T|x_0) ‖ N(0, I)), "
             "L_{t−1} = KL(q(x_{t−1}|x_t, x_0) ‖ p_θ(x_{t−1}|x_t)) and L_0 = −log p_θ(x_0|x_1) over 8-bit bins. "
             "It costs T network evaluations."
         )
@@ -360,7 +475,7 @@ def likelihood_tab():
             count = Slider(1, space.MAX_IMAGES, value=8, step=1, label="Number of held-out images (the classes in turn)")
             upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
         button = gr.Button("Compute the bound")
-        outputs = [gr.Plot(label="Terms of the bound"), gr.Markdown()]
+        outputs = [gr.Plot(show_label=False), gr.Markdown()]
     return button, [source, count, upload], outputs
 
 
@@ -374,15 +489,18 @@ def build(
         model_state = gr.State(h.name)
         gr.Markdown(INTRO)
         box, load_button, bundled, info = model_row(h)
-        gen_button, gen_inputs, gen_outputs = generate_tab(T)
-        draw_button, draw_t, draw_note, draw_inputs, draw_outputs = drawing_tab(h, T)
-        fwd_button, fwd_inputs, fwd_outputs = forward_tab(h, T)
+        with gr.Tabs(overflow_behavior="wrap"):  # a phone shows every tab, on two rows
+            gen_button, gen_stop, gen_inputs, gen_outputs, estimate = generate_tab(h, T)
+            draw_button, draw_stop, draw_t, draw_note, draw_inputs, draw_outputs = drawing_tab(h, T)
+            fwd_button, fwd_inputs, fwd_outputs = forward_tab(h, T)
+            sched_outputs = schedule_tab(h)
+            lk_button, lk_inputs, lk_outputs = likelihood_tab()
         _, class_name, _, _, t_slider, noise_seed = fwd_inputs
-        sched_button, sched_outputs = schedule_tab()
-        lk_button, lk_inputs, lk_outputs = likelihood_tab()
 
         load_inputs = [box, model_state]
-        load_outputs = [model_state, info, gen_inputs[3], t_slider, class_name, draw_t, draw_note, draw_inputs[3]]
+        controls = [gen_inputs[3], t_slider, class_name, draw_t, draw_note, draw_inputs[3]]
+        load_outputs = [model_state, box, info, *controls, *gen_outputs, *sched_outputs, estimate]
+        assert len(load_outputs) == h.LOAD_OUTPUTS
         # one download or model load at a time; up to 4 generations take turns step by step (space.Serialized), so
         # a new visitor's first frame comes after one step of each running request; the bound runs alone
         loading = {"concurrency_limit": 1, "concurrency_id": "load"}
@@ -390,13 +508,21 @@ def build(
         private = {"api_visibility": "private"}  # UI-only events: the API has one endpoint per action
         box.submit(h.load_model, load_inputs, load_outputs, **loading, **private)  # Enter in the text box
         bundled.load_input_event.then(h.load_model, load_inputs, load_outputs, **loading, **private)  # a bundled example
-        sampling = {"concurrency_limit": 4, "concurrency_id": "sampling"}  # Generate and the drawing share the 4
-        gen_button.click(h.generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)
-        draw_button.click(h.drawing, [model_state, *draw_inputs], draw_outputs, api_name="drawing", **sampling)
+        # Generate and the drawing share 4 slots; a click during a run starts a new run right after it (never
+        # ignored); Stop ends the run at its next preview, within a second
+        sampling = {"concurrency_limit": 4, "concurrency_id": "sampling", "trigger_mode": "always_last"}
+        generating = gen_button.click(h.generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)
+        drawing = draw_button.click(h.drawing, [model_state, *draw_inputs], draw_outputs, api_name="drawing", **sampling)
+        gen_stop.click(h.stopped, None, gen_outputs[1], cancels=[generating], **private)
+        draw_stop.click(h.stopped, None, draw_outputs[1], cancels=[drawing], **private)
+        frames, index, picture = gen_outputs[5:]
+        index.input(h.scrub, [frames, index], picture, **private)
+        _, num_images, sampler, num_steps = gen_inputs[:4]
+        for control in (num_images, sampler, num_steps):
+            control.change(h.estimate, [model_state, num_images, sampler, num_steps], estimate, **private)
         draw_t.input(h.strength, [model_state, draw_t], draw_note, **private)
         fwd_button.click(h.forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
         t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs, **private)
-        sched_button.click(h.schedule, [model_state], sched_outputs, api_name="schedule")
         lk_button.click(
             h.likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1
         )
@@ -430,6 +556,7 @@ def main() -> None:
         server_name=args.host,
         server_port=args.port,
         footer_links=["gradio", "settings"],
+        css=CSS,
         max_file_size=MAX_FILE_BYTES,
         app_kwargs={"middleware": [guard]},
     )

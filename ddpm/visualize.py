@@ -49,6 +49,17 @@ def side_by_side(left: Image.Image, right: Image.Image, gap: int = 8) -> Image.I
     return out
 
 
+def captioned(image: Image.Image, text: str, height: int = 18) -> Image.Image:
+    """`image` with a white band below it holding `text` (e.g. the frame's t and SNR), in PIL's own font."""
+    from PIL import ImageDraw, ImageFont
+
+    out = Image.new(image.mode, (image.width, image.height + height), 255 if image.mode == "L" else (255,) * 3)
+    out.paste(image, (0, 0))
+    font = ImageFont.load_default(size=height - 5)
+    ImageDraw.Draw(out).text((4, image.height + 2), text, fill=0 if image.mode == "L" else (0, 0, 0), font=font)
+    return out
+
+
 def save_gif(frames: list[Image.Image], path: str | Path, duration_ms: int = 60, final_hold_ms: int = 1500) -> Path:
     """An animated GIF that loops, holding the last frame (x_0) a moment longer."""
     path = Path(path)

@@ -54,6 +54,7 @@ from .settings import (
 from .stream import (
     GALLERY_FRAMES,
     GIF_FRAMES,
+    SNR_IN_WORDS,
     Update,
     frame_caption,
     from_drawing,
@@ -81,6 +82,7 @@ __all__ = [
     "PRECISION_LABELS",
     "ROOT",
     "SAMPLER_LABELS",
+    "SNR_IN_WORDS",
     "Serialized",
     "Settings",
     "Update",

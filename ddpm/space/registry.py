@@ -20,7 +20,7 @@ ARTICLE_T200_MODEL = str(ROOT / "pretrained" / "ddpm-digits-t200")  # the same r
 BUNDLED_MODELS = {
     BUNDLED_MODEL: "bundled Fashion-MNIST model (trained on its 60,000 training images)",
     DIGITS_MODEL: "bundled digits model (scikit-learn's 8x8 digits, 1437 training images)",
-    ARTICLE_T200_MODEL: "bundled digits model with the article's T = 200",
+    ARTICLE_T200_MODEL: "bundled digits model with a short schedule, T = 200",
 }
 
 

@@ -23,6 +23,7 @@ class WorkDirs:
     """
 
     PREFIX = "ddpm-space-"
+    EXAMPLES = "examples"  # one folder per loaded model's arrival example, kept while the process runs
 
     def __init__(self, root: str | Path | None = None, keep: int = 64, per_owner: int = 4):
         if root is None:
@@ -56,12 +57,24 @@ class WorkDirs:
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
             path = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{tag}-"))
-            runs = sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime)
+            runs = sorted((p for p in self.root.iterdir() if p.name != self.EXAMPLES), key=lambda p: p.stat().st_mtime)
             mine = [p for p in runs if p.name.startswith(f"{tag}-")]
             doomed = mine[: max(0, len(mine) - self.per_owner)]
             rest = [p for p in runs if p not in doomed]
             doomed += rest[: max(0, len(rest) - self.keep)]
             for old in doomed:
+                shutil.rmtree(old, ignore_errors=True)
+            return path
+
+    def example(self, model_key: str, keep: int = 16) -> Path:
+        """The folder of a model's arrival example: not a run (visitors' runs never evict it); the examples of the
+        `keep` models loaded last are kept."""
+        with self._lock:
+            path = self.root / self.EXAMPLES / hashlib.sha256(model_key.encode()).hexdigest()[:16]
+            path.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            others = sorted((p for p in path.parent.iterdir() if p != path), key=lambda p: p.stat().st_mtime)
+            for old in others[: max(0, len(others) - keep + 1)]:
                 shutil.rmtree(old, ignore_errors=True)
             return path
 

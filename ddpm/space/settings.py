@@ -31,7 +31,7 @@ PRECISION_LABELS = {
 }
 CLIP_LABELS = {
     "clip x̂0 to [-1, 1] (diffusers' default)": True,
-    "no clipping, as the article writes it": False,
+    "no clipping, as Algorithm 2 of the paper writes it": False,
 }
 CLIP_NOTE = (
     "At every step the network's estimate of the clean image, x̂0, lies in the data's range [-1, 1] once clipped; "

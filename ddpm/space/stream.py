@@ -16,7 +16,7 @@ from PIL import Image
 
 from ..hub import LoadedModel
 from ..sampling import frame_times, trajectory, walk
-from ..visualize import auto_scale, grid, save_gif, side_by_side
+from ..visualize import auto_scale, captioned, grid, save_gif, side_by_side
 from .inputs import model_input
 from .runtime import Serialized
 from .settings import Settings
@@ -24,6 +24,7 @@ from .views import strength_note
 
 GIF_FRAMES = 60
 GALLERY_FRAMES = 11
+PICTURE_LOG_SNR = -2.0  # below SNR = e^-2 = 0.14, x_t looks like noise to the eye: frames are spent above it
 
 
 def log_snr(scheduler, t: int) -> float:
@@ -32,22 +33,27 @@ def log_snr(scheduler, t: int) -> float:
     return math.log(abar / (1.0 - abar))
 
 
-def log_snr_frames(scheduler, times: list[int], count: int) -> list[int]:
-    """Indices of about `count` of the frames at article times `times` (start ... 0), evenly spaced in log-SNR.
+def log_snr_frames(scheduler, times: list[int], count: int, floor: float = PICTURE_LOG_SNR) -> list[int]:
+    """Indices of about `count` of the frames at article times `times` (start ... 0), evenly spaced in log-SNR
+    above `floor`, where the picture forms.
 
     Evenly spaced in t, a linear schedule spends most frames where x_t is still noise (SNR < 1 until t ~ 260 of
     1000): the picture only forms in the last quarter. log SNR is the quantity the image's visibility follows
-    (signal and noise in decibels), so equal steps in it show equal steps of the picture forming. x_T (the first
-    frame) and x_0 (the last) are always kept.
+    (signal and noise in decibels), so equal steps in it show equal steps of the picture forming; below `floor`
+    every frame looks like the same noise, so only the first (x_T) is kept from there. x_T and x_0 are always kept.
     """
     n = len(times)
     if count >= n:
         return list(range(n))
     noisy = [i for i, t in enumerate(times) if t > 0]
     levels = np.array([log_snr(scheduler, times[i]) for i in noisy])  # increasing along the walk
-    targets = np.linspace(levels[0], levels[-1], count - 1)
+    low = min(max(levels[0], floor), levels[-1])
+    targets = np.linspace(low, levels[-1], count - 1 if low == levels[0] else count - 2)  # x_T apart when skipped
     nearest = np.abs(levels[None, :] - targets[:, None]).argmin(axis=1)
     return sorted({noisy[int(k)] for k in nearest} | {0, n - 1})
+
+
+SNR_IN_WORDS = "SNR: the signal-to-noise ratio ᾱ_t / (1 − ᾱ_t) of x_t, how much of the picture is left in the noise"
 
 
 def frame_caption(scheduler, t: int) -> str:
@@ -66,6 +72,7 @@ class Update:
     gif: str | None = None
     gallery: list[tuple[str, str]] = field(default_factory=list)
     download: str | None = None
+    scrub: list[tuple[str, str]] = field(default_factory=list)  # (x_t | x̂0 picture, caption) for each GIF frame
 
     @property
     def done(self) -> bool:
@@ -117,12 +124,16 @@ def generate(
     def render(frame) -> Image.Image:
         picture = grid(frame.sample, nrow=nrow, scale=scale)
         if settings.show_x0:
-            x0 = frame.pred_original_sample if frame.pred_original_sample is not None else torch.zeros_like(frame.sample)
-            picture = side_by_side(picture, grid(x0.clamp(-1, 1), nrow=nrow, scale=scale))
+            picture = side_by_side(picture, predicted(frame))
         return picture
+
+    def predicted(frame) -> Image.Image:
+        x0 = frame.pred_original_sample if frame.pred_original_sample is not None else torch.zeros_like(frame.sample)
+        return grid(x0.clamp(-1, 1), nrow=nrow, scale=scale)
 
     gif_frames: list[Image.Image] = []
     gallery: list[tuple[Image.Image, int]] = []
+    scrub: list[tuple[str, str]] = []
     start_time = last = time.perf_counter()
     picture = None
     frames = trajectory(Serialized(unet), scheduler, settings.num_images, sampler=settings.sampler, num_inference_steps=steps,
@@ -134,13 +145,20 @@ def generate(
         if not (due or frame.step in keep_gif or frame.step in keep_gallery or frame.step == n):
             continue
         picture = render(frame)
+        caption = frame_caption(scheduler, frame.t)
         if frame.step in keep_gif:
-            gif_frames.append(picture)
+            gif_frames.append(captioned(picture, caption))
+            pair = captioned(side_by_side(grid(frame.sample, nrow=nrow, scale=scale), predicted(frame)), f"x_t | predicted x_0 · {caption}")
+            path = frames_dir / f"scrub-{len(scrub):03d}.png"
+            pair.save(path)
+            scrub.append((str(path), caption))
         if frame.step in keep_gallery:
             gallery.append((picture, frame.t))
         if due and frame.step < n:
             last = now
-            yield Update(picture, f"step {frame.step} of {n} · {frame_caption(scheduler, frame.t)}", frame.step, n)
+            left = (now - start_time) / max(frame.step, 1) * (n - frame.step)
+            eta_text = f" · about {left:.0f} s left" if frame.step else ""
+            yield Update(picture, f"step {frame.step} of {n} · {caption}{eta_text}", frame.step, n)
 
     elapsed = time.perf_counter() - start_time
     gif = save_gif(gif_frames, workdir / "trajectory.gif")
@@ -159,7 +177,7 @@ def generate(
     clipped = "x̂0 clipped" if settings.clip else "x̂0 not clipped"
     status = (f"done: {n} steps for {settings.num_images} image(s) in {elapsed:.1f} s "
               f"(seed {settings.seed}, {settings.precision}, {clipped})")  # fmt: skip
-    yield Update(picture, status, n, n, gif=str(gif), gallery=captions, download=str(zip_path))
+    yield Update(picture, status, n, n, gif=str(gif), gallery=captions, download=str(zip_path), scrub=scrub)
 
 
 def from_drawing(model: LoadedModel, image: Image.Image, t: int, settings: Settings, workdir: str | Path,
