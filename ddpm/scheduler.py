@@ -70,11 +70,23 @@ def _model_output(model, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return out.sample if hasattr(out, "sample") else out
 
 
-class DDPMScheduler:
+try:  # diffusers' pipelines save a component whose class derives from one of theirs, and load it back when the
+    # module it names (model_index.json: ["ddpm.scheduler", "DDPMScheduler"]) holds that base under its own name
+    from diffusers import SchedulerMixin
+except ImportError:  # diffusers is optional for the scheduler itself
+    SchedulerMixin = object
+
+
+class DDPMScheduler(SchedulerMixin):
     """Forward process q, reverse process p_theta and the training loss L_gamma of a DDPM.
 
-    Args mirror diffusers' `DDPMScheduler`. `clip_sample` is off by default, as in the article.
+    Args mirror diffusers' `DDPMScheduler`. `clip_sample` is off by default, as in the article. In a diffusers
+    pipeline (`pipe.scheduler = DDPMScheduler(...)`), `pipe.save_pretrained` writes it to `scheduler/` and
+    `DDPMPipeline.from_pretrained` loads it back as this class (model_index.json names `ddpm.scheduler`); its
+    `scheduler_config.json` also loads in diffusers' own `DDPMScheduler`.
     """
+
+    _compatibles: list = []
 
     config_name = CONFIG_NAME
     order = 1

@@ -256,3 +256,20 @@ def test_config_errors_are_clear(tmp_path):
         DDPMScheduler.from_pretrained(tmp_path)
     with pytest.raises(TypeError, match="read-only"):
         DDPMScheduler().config["num_train_timesteps"] = 3
+
+
+def test_our_scheduler_survives_a_diffusers_pipelines_save_and_load(tmp_path):
+    """The README's swap (`pipe.scheduler = ours`), then diffusers' `save_pretrained` and `from_pretrained`: the
+    scheduler is written to scheduler/, comes back as our class, and the pipeline gives the same images."""
+    pipe = DDPMPipeline(unet=tiny_unet(), scheduler=DiffusersDDPMScheduler(num_train_timesteps=20))
+    pipe.scheduler = DDPMScheduler(num_train_timesteps=20, clip_sample=True)
+    before = pipe(batch_size=2, num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="np").images
+    pipe.save_pretrained(tmp_path / "saved")
+    assert json.loads((tmp_path / "saved" / "model_index.json").read_text())["scheduler"] == ["ddpm.scheduler", "DDPMScheduler"]
+    assert (tmp_path / "saved" / "scheduler" / "scheduler_config.json").is_file()
+    back = DDPMPipeline.from_pretrained(tmp_path / "saved")
+    assert type(back.scheduler) is DDPMScheduler and back.scheduler.config.clip_sample is True
+    after = back(batch_size=2, num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert (before == after).all()
+    theirs = DiffusersDDPMScheduler.from_pretrained(tmp_path / "saved", subfolder="scheduler")  # diffusers reads it too
+    assert theirs.config.num_train_timesteps == 20 and theirs.config.clip_sample is True
