@@ -325,35 +325,40 @@ def write_model_card(
     hub_dataset: str | None = None,
     trained: str | None = None,
     quality: str | None = None,
+    ema: bool = True,
+    base_model: str | None = None,
 ) -> Path:
-    """README.md with the Hub's YAML metadata, samples, the data, how it trained, quality, use, limits, citation.
+    """README.md through huggingface_hub's `ModelCard`/`ModelCardData` (the Hub's metadata: library, licence, task,
+    datasets, `base_model` when fine-tuned from a Hub model), then samples, the data, how it trained, quality, use,
+    limits, the arguments (local paths shown by their last part only), citation.
 
     `data_description`: source, split, count and licence of the data; `trained`: where and how long it trained;
-    `quality`: measured figures (markdown), e.g. from benchmarks/.
+    `quality`: measured figures (markdown), e.g. from benchmarks/; `ema`: whether the weights are the EMA's.
     """
+    from huggingface_hub import ModelCard, ModelCardData
+
     name = repo_id or Path(output_dir).name
     source = repo_id or Path(output_dir).as_posix()  # what the app and diffusers load: the Hub repo, else the folder
     hub_dataset = hub_dataset or (dataset if "/" in dataset else None)
-    meta = [
-        "---",
-        "library_name: diffusers",
-        f"license: {license}",
-        "pipeline_tag: unconditional-image-generation",
-        "tags:",
-        *[f"- {t}" for t in ("pytorch", "diffusers", "unconditional-image-generation", "ddpm", "ddpm-space")],
-    ]
-    if hub_dataset:
-        meta += ["datasets:", f"- {hub_dataset}"]
-    meta.append("---")
-    args = "\n".join(f"| `{k}` | `{v}` |" for k, v in sorted(training_args.items()) if "token" not in k)
+    data = ModelCardData(
+        library_name="diffusers",
+        license=license,
+        pipeline_tag="unconditional-image-generation",
+        tags=["pytorch", "diffusers", "unconditional-image-generation", "ddpm", "ddpm-space"],
+        datasets=[hub_dataset] if hub_dataset else None,
+        base_model=base_model,
+    )
+    args = "\n".join(f"| `{k}` | `{_shown_arg(k, v)}` |" for k, v in sorted(training_args.items()) if "token" not in k)
+    weights = "Weights are the EMA of the training weights." if ema else "Weights are the training weights (no EMA)."
+    tuned = f" Fine-tuned from [{base_model}](https://huggingface.co/{base_model})." if base_model else ""
     loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
     body = f"""
 # {name}
 
 A Denoising Diffusion Probabilistic Model (Ho et al. 2020) trained on **{dataset}** at {resolution}x{resolution}
 with ddpm-space's `train_accelerate.py`: a diffusers `UNet2DModel` ({num_parameters / 1e6:.2f} M parameters) and a
-DDPM scheduler written from the paper's equations (it loads in diffusers' `DDPMScheduler` too). Weights are the EMA of
-the training weights. Final training loss (L_gamma, last logging window): {loss}.
+DDPM scheduler written from the paper's equations (it loads in diffusers' `DDPMScheduler` too). {weights}{tuned}
+Final training loss (L_gamma, last logging window): {loss}.
 
 {f"![samples]({sample_image})" if sample_image else ""}
 
@@ -407,5 +412,16 @@ this model. Not for any use where a generated image could be mistaken for a real
 ```
 """
     path = Path(output_dir) / "README.md"
-    path.write_text("\n".join(meta) + "\n" + body)
+    ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").save(path)
     return path
+
+
+LOCAL_PATH_ARGS = ("output_dir", "train_data_dir", "cache_dir", "logging_dir", "data_dir", "resume_from_checkpoint")
+
+
+def _shown_arg(name: str, value):
+    """An argument as a published card shows it: a local path by its last part only (no home folders, no users)."""
+    is_local_model = name == "model_config_name_or_path" and value and Path(str(value)).expanduser().exists()
+    if value and (name in LOCAL_PATH_ARGS or is_local_model):
+        return Path(str(value)).name
+    return value

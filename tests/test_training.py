@@ -160,8 +160,9 @@ def pushed(tmp_path_factory):
                               "--push_checkpoints", "--hub_model_id", "alice/ddpm-test"), env)  # fmt: skip
         failed = run(train_cmd(tmp / "failed", "--max_train_steps", "2", "--push_to_hub", "--hub_model_id", "alice/other"),
                      {**env, "HF_TOKEN": "hf_wrong"})  # fmt: skip
+        named = run(train_cmd(tmp / "ddpm-unnamed", "--max_train_steps", "1", "--push_to_hub"), env)  # diffusers' way
         yield {"out": out, "hub": hub, "train": r, "pull": pull, "bad": bad, "env": env, "again": again,
-               "failed": failed, "tmp": tmp, "commits_first": commits_first}  # fmt: skip
+               "failed": failed, "tmp": tmp, "commits_first": commits_first, "named": named}  # fmt: skip
 
 
 def test_push_uploads_the_model_folder_only(pushed):
@@ -177,6 +178,13 @@ def test_push_uploads_the_model_folder_only(pushed):
         files["unet/diffusion_pytorch_model.safetensors"]
         == (pushed["out"] / "unet/diffusion_pytorch_model.safetensors").read_bytes()
     )
+
+
+def test_push_to_hub_alone_names_the_repo_after_the_output_folder_as_diffusers_does(pushed):
+    r = pushed["named"]
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"pushed to {pushed['hub'].url}/alice/ddpm-unnamed" in r.stdout  # the token's user, the folder's name
+    assert "unet/diffusion_pytorch_model.safetensors" in pushed["hub"].repos["alice/ddpm-unnamed"].files
 
 
 def test_a_second_push_and_checkpoint_pushes_go_to_the_same_repo(pushed):
@@ -218,6 +226,21 @@ def test_model_card_has_hub_metadata(pushed):
     assert re.search(r"4 steps of 8 images .*this run did steps 1-4 in \d+ min of wall clock on 1 process", card)
     assert "@inproceedings{ho2020denoising" in card and "## Limitations" in card
     assert "huggingface.co/spaces)" not in card  # no placeholder link
+    assert str(pushed["tmp"]) not in card and "Weights are the EMA of the training weights." in card  # no local paths
+
+
+def test_model_card_says_what_the_weights_are_and_where_they_came_from(tmp_path):
+    from huggingface_hub import ModelCard
+
+    args = {"output_dir": str(tmp_path / "home" / "bob" / "run"), "train_data_dir": "/data/bob/cats", "use_ema": False}
+    path = write_model_card(tmp_path, repo_id="alice/cats", dataset="cats", training_args=args, final_loss=0.1,
+                            num_parameters=10, resolution=8, ema=False, base_model="google/ddpm-cifar10-32")  # fmt: skip
+    card = ModelCard.load(path)  # huggingface_hub reads back what it wrote
+    assert card.data.base_model == "google/ddpm-cifar10-32" and card.data.library_name == "diffusers"
+    assert "Weights are the training weights (no EMA)." in card.text and "EMA of the training" not in card.text
+    assert "Fine-tuned from [google/ddpm-cifar10-32]" in card.text
+    assert "/data/bob" not in card.text and "home/bob" not in card.text  # local paths: their last part only
+    assert "| `train_data_dir` | `cats` |" in card.text and "| `output_dir` | `run` |" in card.text
 
 
 def test_model_card_of_a_local_model_loads_it_from_its_folder(tmp_path):
@@ -251,7 +274,11 @@ def test_output_folder_is_a_diffusers_ddpm_pipeline(pushed):
         (["--image_column", "pixels"], "no column 'pixels' in the data set: its columns are image, label"),
         (["--resolution", "10"], "resolution 10 does not fit the 'tiny' preset: use a multiple of 4"),
         (["--channels", "2"], "--channels must be 1 (grayscale) or 3 (RGB), got 2"),
-        (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+        (["--push_to_hub"], "--push_to_hub: could not create the model repo out on the Hub"),  # offline here
+        (["--eval_sampler", "foo"], "unknown eval_sampler 'foo': use one of ddpm, respaced, ddim"),
+        (["--loss_type", "foo"], "unknown loss_type 'foo': use one of l2, l1, huber"),
+        (["--max_train_steps", "0"], "--max_train_steps 0 would train nothing: give 1 or more"),
+        (["--max_train_steps", "-5"], "--max_train_steps -5 would train nothing"),
         (["--beta_schedule", "quadratic"], "unknown beta_schedule 'quadratic'"),
     ],
 )
@@ -281,3 +308,46 @@ def test_a_diffusers_style_command_runs_and_logs_sample_images(tmp_path):
     assert "samples" in events.Tags()["images"] and "loss" in events.Tags()["scalars"]
     assert [e.step for e in events.Images("samples")] == [1, 2]  # 360 test digits / 720 a batch: one step an epoch
     assert (tmp_path / "out" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_ctrl_c_ends_with_one_line_naming_the_checkpoint_and_the_resume(tmp_path):
+    out = tmp_path / "stopped"
+    args = ["--max_train_steps", "100000", "--checkpointing_steps", "5"]
+    proc = subprocess.Popen(train_cmd(out, *args), env=base_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (out / "checkpoints" / "checkpoint-10").is_dir():
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("train:")]  # less the progress bar
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    assert re.fullmatch(rf"interrupted: the last checkpoint is {re.escape(str(out))}/checkpoints/checkpoint-\d+; run the "
+                        r"same command with --resume_from_checkpoint latest to go on", lines[0]), lines[0]  # fmt: skip
+
+
+def test_a_mistyped_flag_is_one_line_with_the_nearest_flag():
+    r = run([PY, str(ROOT / "train_accelerate.py"), "--lerning_rate", "1e-3"])
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert r.stderr.strip() == "error: unrecognized arguments: --lerning_rate 1e-3 (did you mean --learning_rate?); see --help"
+
+
+def test_channels_come_from_the_data(tmp_path):
+    """RGB pictures train an RGB model and grey ones (even saved as RGB files) a 1-channel one, unless --channels says."""
+    import numpy as np
+    from PIL import Image
+
+    for name, colour in (("rgb", True), ("grey", False)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(8):
+            a = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(a if colour else np.repeat(a[..., :1], 3, axis=2), "RGB").save(folder / f"{i}.png")
+        r = run(train_cmd(tmp_path / f"out-{name}", "--train_data_dir", str(folder), "--max_train_steps", "1",
+                          "--eval_batch_size", "0", "--model_preset", "nano"))  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        expected = 3 if colour else 1
+        assert f"channels: {expected} ({'RGB' if colour else 'grayscale'}, from the data" in r.stdout
+        assert load_pipeline(str(tmp_path / f"out-{name}")).unet.config.in_channels == expected
