@@ -10,6 +10,7 @@ Unreadable images are skipped and counted (a warning names how many); a data set
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import math
@@ -425,6 +426,25 @@ class ImageData:
         raise DataError("no image in the data set could be read")
 
 
+def is_colour(image: Image.Image) -> bool:
+    """Whether an image has colour: a colour mode whose channels differ somewhere (an RGB file of grey pixels is grey)."""
+    if image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
+        return False
+    rgb = np.asarray(to_mode(image, 3).resize((min(image.width, 64), min(image.height, 64))), dtype=np.int16)
+    return bool(np.abs(rgb - rgb.mean(axis=2, keepdims=True)).max() > 2)
+
+
+def channels_of(images, sample: int = 32) -> int:
+    """3 if any of the first `sample` images (dataset cells) has colour, else 1: the data decides, not a default."""
+    for value in list(images[:sample]):
+        try:
+            if is_colour(decode(value)):
+                return 3
+        except (OSError, SyntaxError, ValueError):
+            continue  # unreadable images are skipped (and counted) when the data is decoded
+    return 1
+
+
 def load_training_data(
     preprocess: Preprocess,
     dataset_name: str | None = None,
@@ -434,13 +454,17 @@ def load_training_data(
     split: str = "train",
     cache_dir: str | None = None,
     data_dir: str | None = None,
+    auto_channels: bool = False,
 ) -> ImageData:
     """The training data, ready for `batch()`: digits and Fashion-MNIST from local arrays when they are here (random
-    crops of a resized array still go through the streamed path), everything else through `load_image_dataset`."""
+    crops of a resized array still go through the streamed path), everything else through `load_image_dataset`.
+    `auto_channels`: the data's own channels (`channels_of`) replace `preprocess.channels`."""
     if data_dir and dataset_name not in FASHION_MNIST_NAMES:
         raise DataError("--data_dir is the folder of Fashion-MNIST's IDX files: use it with --dataset_name fashion_mnist")
     arrays = None if train_data_dir else load_arrays(dataset_name, split, data_dir)
     if arrays is not None:
+        if auto_channels:
+            preprocess = dataclasses.replace(preprocess, channels=1)  # digits and Fashion-MNIST are grayscale
         if image_column not in (None, "image"):
             raise DataError(f"no column {image_column!r} in the data set: its columns are image, label")
         r = preprocess.resolution
@@ -448,6 +472,11 @@ def load_training_data(
             return ImageData.from_arrays(arrays, preprocess)
         return ImageData(arrays_dataset(arrays.images, arrays.labels), "image", preprocess)
     ds, column = load_image_dataset(dataset_name, dataset_config_name, train_data_dir, image_column, split, cache_dir)
+    if auto_channels:
+        from datasets import Image as ImageFeature
+
+        cells = ds.cast_column(column, ImageFeature(decode=False)) if isinstance(ds.features.get(column), ImageFeature) else ds
+        preprocess = dataclasses.replace(preprocess, channels=channels_of(cells[column][:32]))
     return ImageData(ds, column, preprocess)
 
 

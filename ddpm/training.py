@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -28,7 +29,7 @@ import torch
 from . import data as data_lib
 from .hub import push_to_hub, save_pipeline, write_model_card
 from .models import count_parameters, load_unet, make_unet
-from .sampling import sample
+from .sampling import trajectory, walk
 from .scheduler import DDPMScheduler
 from .visualize import auto_scale, grid
 
@@ -50,7 +51,7 @@ class TrainConfig:
     cache_dir: str | None = None
     data_dir: str | None = None  # Fashion-MNIST's IDX files (default: Debian's /usr/share/datasets/fashion-mnist)
     resolution: int = 16
-    channels: int = 1
+    channels: int | None = None  # None: from the data (colour images give 3, grayscale 1)
     center_crop: bool = True
     random_flip: bool = False
     # model and diffusion
@@ -103,9 +104,47 @@ class TrainConfig:
     hub_private_repo: bool = False
     push_checkpoints: bool = False
 
+    def check(self) -> None:
+        """Every flag's value, before any data or model is loaded: one ValueError naming the flag and what to give."""
+        from .models import PRESETS
+        from .sampling import SAMPLERS
+        from .scheduler import LOSS_TYPES
+        from .schedules import ALIASES, SCHEDULES
+
+        choices = {
+            "eval_sampler": SAMPLERS, "loss_type": LOSS_TYPES, "timestep_weighting": ("uniform", "min_snr"),
+            "prediction_type": ("epsilon", "sample", "v_prediction"), "beta_schedule": SCHEDULES + tuple(ALIASES),
+            "mixed_precision": ("no", "fp16", "bf16"), "lr_scheduler": LR_SCHEDULERS,
+            "model_preset": tuple(PRESETS) if not self.model_config_name_or_path else (self.model_preset,),
+        }  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        if self.max_train_steps is not None and self.max_train_steps < 1:
+            raise ValueError(
+                f"--max_train_steps {self.max_train_steps} would train nothing: give 1 or more, or leave it out to train "
+                f"--num_epochs ({self.num_epochs})"
+            )
+        at_least_one = ["train_batch_size", "gradient_accumulation_steps", "resolution", "num_train_timesteps",
+                        "num_epochs", "eval_steps", "logging_steps"]  # fmt: skip
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        for name in ["checkpointing_steps", "save_images_steps", "eval_batch_size", "lr_warmup_steps", "max_grad_norm"]:
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be 0 or more, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if self.channels not in (None, 1, 3):
+            raise ValueError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+
     def public_dict(self) -> dict:
         """The arguments without secrets (for logs and the model card)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "hub_token"}
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+LR_SCHEDULERS = ("constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant_with_warmup")
 
 
 def machine_name() -> str:
@@ -137,6 +176,30 @@ def log_images(accelerator, picture, step: int) -> None:
                 tracker.log_images({"samples": [image]}, step)
             except NotImplementedError:
                 pass
+
+
+def use_the_cores(accelerator) -> None:
+    """On CPU, `accelerate launch` leaves torch one thread per process (OMP_NUM_THREADS=1): give each process its
+    share of the cores instead, unless the user set OMP_NUM_THREADS themselves."""
+    if accelerator.device.type != "cpu" or os.environ.get("DDPM_KEEP_THREADS") == "1":
+        return
+    launched = os.environ.get("ACCELERATE_DYNAMO_BACKEND") is not None or "LOCAL_RANK" in os.environ
+    if launched and torch.get_num_threads() == 1:
+        share = max(1, (os.cpu_count() or 1) // accelerator.num_processes)
+        torch.set_num_threads(share)
+
+
+def resolve_repo_id(name: str, token: str | None) -> str:
+    """USER/NAME for --hub_model_id NAME (or the output folder's name): the repo is created under the token's user,
+    as diffusers' train_unconditional.py does; the Hub says whose it is."""
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi(token=token or os.environ.get("HF_TOKEN")).create_repo(name, exist_ok=True).repo_id
+    except Exception as e:  # noqa: BLE001 - offline, no token, ...: one line before any training
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise ValueError(f"--push_to_hub: could not create the model repo {name} on the Hub ({reason}); pass "
+                         "--hub_model_id USER/NAME and check the token (hf auth login)") from None
 
 
 def check_distributed(accelerator) -> None:
@@ -204,7 +267,7 @@ def _step_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
 
 def _build_data(cfg: TrainConfig) -> data_lib.ImageData:
     return data_lib.load_training_data(
-        data_lib.Preprocess(cfg.resolution, cfg.channels, cfg.center_crop),
+        data_lib.Preprocess(cfg.resolution, cfg.channels or 1, cfg.center_crop),
         cfg.dataset_name,
         cfg.dataset_config_name,
         cfg.train_data_dir,
@@ -212,6 +275,7 @@ def _build_data(cfg: TrainConfig) -> data_lib.ImageData:
         cfg.dataset_split,
         cfg.cache_dir,
         cfg.data_dir,
+        auto_channels=cfg.channels is None,
     )
 
 
@@ -236,9 +300,15 @@ def _ema_weights(accelerator, unet, ema):
     return model.eval()
 
 
-def _sample_grid(model, scheduler: DDPMScheduler, cfg: TrainConfig, sampler: str, steps: int | None):
+def _sample_grid(model, scheduler: DDPMScheduler, cfg: TrainConfig, sampler: str, steps: int | None, progress=False):
+    """`eval_batch_size` samples as one picture; `progress` shows a bar over the steps (the final samples.png)."""
+    from tqdm.auto import tqdm
+
     g = torch.Generator().manual_seed(cfg.seed)
-    x = sample(model, scheduler, cfg.eval_batch_size, sampler=sampler, num_inference_steps=steps, generator=g)
+    frames = trajectory(model, scheduler, cfg.eval_batch_size, sampler=sampler, num_inference_steps=steps, generator=g)
+    total = len(walk(scheduler.num_train_timesteps, sampler, steps)) + 1
+    for frame in tqdm(frames, total=total, desc="samples.png", disable=not progress, leave=False):
+        x = frame.sample
     return grid(x, scale=auto_scale(cfg.resolution, 64))
 
 
@@ -256,9 +326,8 @@ def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, 
     model = _ema_weights(accelerator, unet, ema)
     save_pipeline(out, model, scheduler)
     _write_held_out(cfg, out)
-    sampler, steps = ("ddpm", None) if final else (cfg.eval_sampler, cfg.eval_steps)
-    if cfg.eval_batch_size > 0:
-        _sample_grid(model, scheduler, cfg, sampler, steps).save(out / "samples.png")
+    if cfg.eval_batch_size > 0:  # the progress grids' fast sampler (DDIM-50 by default: seconds, not all T steps)
+        _sample_grid(model, scheduler, cfg, cfg.eval_sampler, cfg.eval_steps, progress=final).save(out / "samples.png")
     if cfg.train_data_dir:
         described, hub_dataset = f"The images of a local folder ({Path(cfg.train_data_dir).name}): {num_images:,}.", None
     else:
@@ -275,7 +344,16 @@ def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, 
         data_description=described,
         hub_dataset=hub_dataset,
         trained=trained,
+        ema=cfg.use_ema,
+        base_model=_hub_base_model(cfg.model_config_name_or_path),
     )
+
+
+def _hub_base_model(name: str | None) -> str | None:
+    """The Hub repo a run fine-tuned from (for the card's `base_model`), or None for a local folder or a preset."""
+    if not name or Path(name).expanduser().exists():
+        return None
+    return name if HUB_ID.fullmatch(name) else None
 
 
 def _push_final(out: Path, cfg: TrainConfig, accelerator) -> str | None:
@@ -306,21 +384,25 @@ def train(cfg: TrainConfig) -> dict:
     from tqdm.auto import tqdm
 
     t_run = time.perf_counter()
+    cfg.check()
     out = Path(cfg.output_dir)
-    if cfg.push_to_hub and not cfg.hub_model_id:
-        raise ValueError("--push_to_hub needs --hub_model_id USER/NAME")
-    if cfg.train_batch_size < 1 or cfg.gradient_accumulation_steps < 1:
-        raise ValueError("--train_batch_size and --gradient_accumulation_steps must be at least 1")
     report_to = trackers(cfg.report_to)
+    logging_dir = out / (cfg.logging_dir or LOGS)  # a relative --logging_dir lies under the output folder, as in diffusers
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         log_with=report_to,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=cfg.logging_dir or str(out / LOGS)),
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(logging_dir)),
     )
     check_distributed(accelerator)
+    use_the_cores(accelerator)
+    if cfg.push_to_hub and not (cfg.hub_model_id and "/" in cfg.hub_model_id):  # diffusers: USER/<output folder name>
+        cfg = dataclasses.replace(cfg, hub_model_id=resolve_repo_id(cfg.hub_model_id or out.resolve().name, cfg.hub_token))
     rank, world = accelerator.process_index, accelerator.num_processes
 
     data = _build_data(cfg)
+    if cfg.channels is None:  # the data decided: say so, and keep it in the card's arguments
+        cfg = dataclasses.replace(cfg, channels=data.preprocess.channels)
+        accelerator.print(f"channels: {cfg.channels} ({'RGB' if cfg.channels == 3 else 'grayscale'}, from the data; --channels overrides)")
     set_seed(cfg.seed)  # the same initial weights on every rank
     unet = _build_unet(cfg)
     scheduler = DDPMScheduler(

@@ -32,8 +32,8 @@ KINDS = "(models|spaces)"  # the API's plural for each repo type
 
 
 class FakeHub:
-    def __init__(self, token: str = "hf_test_token"):
-        self.token = token
+    def __init__(self, token: str = "hf_test_token", user: str = "alice"):
+        self.token, self.user = token, user
         self.repos: dict[str, Repo] = {}  # model repos
         self.spaces: dict[str, Repo] = {}
         self.lfs: dict[str, bytes] = {}
@@ -115,7 +115,7 @@ class FakeHub:
             if not self._authorized(h):
                 return self._error(h, 401, "Invalid credentials")
             data = json.loads(body)
-            repo_id = f"{data['organization']}/{data['name']}" if data.get("organization") else data["name"]
+            repo_id = f"{data.get('organization') or self.user}/{data['name']}"  # no namespace: the token's user
             kind = data.get("type", "model")
             if kind not in ("model", "space"):
                 return self._error(h, 400, f"repo type {kind} is not served here")

@@ -24,7 +24,7 @@ from ddpm.visualize import auto_scale, grid
 
 ROOT = Path(__file__).resolve().parents[1]
 DDIM = "DDIM (fewer steps, eta)"
-FP32 = "fp32: the same images as diffusers"
+FP32 = "fp32: full precision (ancestral: diffusers' exact images)"
 
 
 def free_port():

@@ -26,7 +26,7 @@ def shown(text: str, limit: int = 60) -> str:
 
 
 PRECISION_LABELS = {
-    "fp32: the same images as diffusers": "fp32",
+    "fp32: full precision (ancestral: diffusers' exact images)": "fp32",
     "bf16: faster on CPUs with bfloat16": "bf16",
 }
 CLIP_LABELS = {
