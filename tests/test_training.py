@@ -299,7 +299,8 @@ def test_a_diffusers_style_command_runs_and_logs_sample_images(tmp_path):
     cmd = train_cmd(tmp_path / "out", "--ddpm_num_steps", "20", "--ddpm_beta_schedule", "linear", "--logger", "all",
                     "--logging_dir", str(logs), "--dataloader_num_workers", "2", "--save_images_epochs", "1",
                     "--save_model_epochs", "1", "--num_epochs", "2", "--train_batch_size", "720",
-                    "--dataset_split", "test")  # fmt: skip
+                    "--dataset_split", "test", "--overwrite_output_dir", "--local_rank", "-1",
+                    "--ddpm_num_inference_steps", "10", "--enable_xformers_memory_efficient_attention")  # fmt: skip
     r = run(cmd)
     assert r.returncode == 0, r.stderr[-3000:]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
