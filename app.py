@@ -16,6 +16,11 @@ removed with the process.
 
 from __future__ import annotations
 
+try:  # ZeroGPU: `spaces` must come before torch sets CUDA up; elsewhere its GPU decorator changes nothing
+    import spaces  # noqa: F401
+except ImportError:
+    pass
+
 import argparse
 import logging
 import math
@@ -290,6 +295,27 @@ class Handlers:
         model = self.current(model_name)
         return space.schedule_figure(model), space.schedule_report(model)
 
+    def gpu_seconds(self, model_name, images, calls=None) -> float:
+        """How long to hold a ZeroGPU device for a request: twice its predicted time (all T steps when `calls` is
+        None), between 10 s and 300 s."""
+        try:
+            model = self.registry.load(model_name)
+            calls = model.scheduler.num_train_timesteps if calls is None else int(calls)
+            predicted = space.cost_of(model).seconds(int(images), calls)
+        except (ModelLoadError, ValueError, TypeError):
+            return 60.0
+        return float(min(300.0, max(10.0, 2 * predicted)))
+
+    def generate_seconds(self, model_name, seed, num_images, sampler, num_steps, *_, **__):
+        ancestral = space.SAMPLER_LABELS.get(sampler, sampler) == "ddpm"
+        return self.gpu_seconds(model_name, num_images, None if ancestral else num_steps)
+
+    def drawing_seconds(self, model_name, sketch, t, sampler, num_steps, *_, **__):
+        return self.gpu_seconds(model_name, 1, t if space.SAMPLER_LABELS.get(sampler, sampler) == "ddpm" else num_steps)
+
+    def likelihood_seconds(self, model_name, source, count, *_, **__):
+        return self.gpu_seconds(model_name, count)
+
     def stopped(self):
         return "Stopped. Press **Generate** to start again."
 
@@ -511,8 +537,10 @@ def build(
         # Generate and the drawing share 4 slots; a click during a run starts a new run right after it (never
         # ignored); Stop ends the run at its next preview, within a second
         sampling = {"concurrency_limit": 4, "concurrency_id": "sampling", "trigger_mode": "always_last"}
-        generating = gen_button.click(h.generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)
-        drawing = draw_button.click(h.drawing, [model_state, *draw_inputs], draw_outputs, api_name="drawing", **sampling)
+        # on ZeroGPU a GPU is attached for each sampling call, for about twice its predicted time; elsewhere as is
+        generate, drawing_fn = space.on_gpu(h.generate, h.generate_seconds), space.on_gpu(h.drawing, h.drawing_seconds)
+        generating = gen_button.click(generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)
+        drawing = draw_button.click(drawing_fn, [model_state, *draw_inputs], draw_outputs, api_name="drawing", **sampling)
         gen_stop.click(h.stopped, None, gen_outputs[1], cancels=[generating], **private)
         draw_stop.click(h.stopped, None, draw_outputs[1], cancels=[drawing], **private)
         frames, index, picture = gen_outputs[5:]
@@ -523,8 +551,9 @@ def build(
         draw_t.input(h.strength, [model_state, draw_t], draw_note, **private)
         fwd_button.click(h.forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
         t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs, **private)
+        likelihood = space.on_gpu(h.likelihood, h.likelihood_seconds)
         lk_button.click(
-            h.likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1
+            likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1
         )
     app.queue(default_concurrency_limit=2, max_size=16)  # a flood is told the queue is full at once
     return app

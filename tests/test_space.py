@@ -538,3 +538,30 @@ def test_empty_or_missing_drawings_get_one_line(model):
         space.strength_note(model, 31)
     big = space.strength_note(load_pipeline(space.BUNDLED_MODEL), 1000)
     assert "forgets your drawing" in big and "SNR = ᾱ_t / (1 − ᾱ_t) = 4.0" in big
+
+
+# --------------------------------------------------------------------- the device
+def test_the_device_is_cuda_when_present_else_the_cpu_and_an_operator_can_force_it(monkeypatch, model_dir):
+    assert space.pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setenv("DDPM_DEVICE", "cpu")
+    assert space.pick_device().type == "cpu"
+    registry = space.ModelRegistry(str(model_dir))
+    assert next(registry.load("").unet.parameters()).device.type == "cpu"  # moved there once, when it loaded
+    assert "On this machine (cpu) one step of one image takes about" in space.budget_note(registry.load(""), Limits())
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="DDPM_DEVICE=cuda but no CUDA device is visible here: use auto or cpu"):
+            space.pick_device("cuda")
+    with pytest.raises(ValueError, match="DDPM_DEVICE='tpu9' is not a device: use auto, cpu or cuda"):
+        space.pick_device("tpu9")
+
+
+def test_off_zerogpu_the_gpu_wrapper_changes_nothing():
+    """Hugging Face's `spaces.GPU` attaches a ZeroGPU device per call; anywhere else (SPACES_ZERO_GPU unset, as
+    here) it must hand back the very function, generators included."""
+    import spaces  # noqa: F401 - installed with the requirements: the wrapper is real, not skipped
+
+    def steps(n):
+        yield from range(n)
+
+    assert os.environ.get("SPACES_ZERO_GPU") is None
+    assert space.on_gpu(steps, lambda n: 10) is steps and list(space.on_gpu(steps)(3)) == [0, 1, 2]

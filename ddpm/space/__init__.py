@@ -35,7 +35,7 @@ from .registry import (
     parameter_bytes,
     trained_on,
 )
-from .runtime import Serialized, WorkDirs
+from .runtime import Serialized, WorkDirs, on_gpu, pick_device
 from .settings import (
     budget_note,
     CLIP_LABELS,
@@ -109,8 +109,10 @@ __all__ = [
     "log_snr",
     "log_snr_frames",
     "model_input",
+    "on_gpu",
     "open_upload",
     "parameter_bytes",
+    "pick_device",
     "picture_scale",
     "schedule_figure",
     "schedule_report",

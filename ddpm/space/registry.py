@@ -11,6 +11,7 @@ from pathlib import Path
 from ..hub import LoadedModel, ModelLoadError, load_pipeline, prune_hub_cache
 from ..limits import Limits, OverBudget, check_model, measure_cost
 from ..models import count_parameters
+from .runtime import pick_device
 from .settings import shown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,8 +40,9 @@ class ModelRegistry:
     """
 
     def __init__(self, default: str = BUNDLED_MODEL, limits: Limits | None = None, allow_local: bool = True,
-                 folders: tuple[str, ...] = ()):  # fmt: skip
+                 folders: tuple[str, ...] = (), device=None):  # fmt: skip
         self.limits = limits or Limits()
+        self.device = pick_device(device)  # every model is moved there once, when it loads
         self.allow_local = allow_local
         self.folders = {display_name(str(Path(p).resolve())): str(Path(p).resolve()) for p in (*BUNDLED_MODELS, *folders)}
         self.default = self.name_of(default)
@@ -89,7 +91,7 @@ class ModelRegistry:
                 raise ModelLoadError(f"{shown(name)} is not served here: {e}") from None
 
         local = self.is_folder(key)
-        model = load_pipeline(key, check=check, local=local)
+        model = load_pipeline(key, check=check, local=local, device=self.device)
         model.flops_per_step = cost["flops"]
         model.cost = measure_cost(model.unet)  # what a step costs on this machine: the request budget's unit
         with self._lock:

@@ -89,6 +89,36 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def pick_device(requested: str | None = None):
+    """The device the Space computes on: `requested`, else DDPM_DEVICE ("auto", "cpu", "cuda", "cuda:1", ...),
+    else "auto": CUDA when a GPU is visible (a GPU Space, ZeroGPU, a workstation), the CPU otherwise."""
+    import torch
+
+    name = (requested or os.environ.get("DDPM_DEVICE") or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"DDPM_DEVICE={name!r} is not a device: use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"DDPM_DEVICE={name} but no CUDA device is visible here: use auto or cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"DDPM_DEVICE={name}: this app runs on cpu or cuda")
+    return device
+
+
+def on_gpu(fn, duration=None):
+    """`fn` as Hugging Face's ZeroGPU wants it: wrapped by `spaces.GPU(duration=...)` (a GPU is attached for each
+    call; `duration` may be a function of fn's arguments giving seconds). Off ZeroGPU, and where the `spaces`
+    package is missing, `fn` itself: nothing changes."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(fn, duration=duration)
+
+
 class Serialized:
     """The network behind one process-wide lock: one forward pass at a time. Concurrent requests then take turns
     step by step instead of running several thread teams on 2 vCPUs, which slows every one of them many times."""

@@ -120,7 +120,8 @@ def budget_note(model: LoadedModel, limits: Limits) -> str:
         return f"{n} image(s)" if n else f"no image (1 image fits {cost.steps_that_fit(1, budget)} steps)"
 
     ddim = min(T, 50)
+    device = next(model.unet.parameters()).device.type
     return (
-        f"On this machine one step of one image takes about {step_ms:.0f} ms: within this Space's {budget:g} s a "
+        f"On this machine ({device}) one step of one image takes about {step_ms:.0f} ms: within this Space's {budget:g} s a "
         f"request, all {T} steps fit for {fits(T)}, {ddim} DDIM steps for {fits(ddim)}."
     )
