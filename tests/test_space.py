@@ -371,6 +371,12 @@ def test_work_folders_are_removed_with_their_process_and_their_names_hold_no_pid
         Path(f"{dirs.root}.pid").unlink()
 
 
+def hub_env(hub, tmp_path) -> dict:
+    """A subprocess's environment that talks to the Hub fixture (huggingface_hub reads these once, at import)."""
+    return {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
+            "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(space.ROOT)}  # fmt: skip
+
+
 def test_a_hub_model_over_budget_is_refused_before_its_weights_are_downloaded(model_dir, tmp_path):
     """The real huggingface_hub client against the Hub fixture on 127.0.0.1: configs and a HEAD for the weights'
     size are all that is fetched of a model the Space refuses; one within budget is then downloaded and served."""
@@ -388,8 +394,7 @@ def test_a_hub_model_over_budget_is_refused_before_its_weights_are_downloaded(mo
     )
     with FakeHub() as hub:
         hub.repos["alice/ddpm"] = Repo(files=files, commits=["1" * 40])
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
-               "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(space.ROOT)}  # fmt: skip
+        env = hub_env(hub, tmp_path)
         refused = subprocess.run([sys.executable, "-c", script, "4"], env=env, capture_output=True, text=True, timeout=120)
         assert "REFUSED alice/ddpm is not served here: it makes 8 px images" in refused.stdout, refused.stderr[-2000:]
         weights = [(m, p) for m, p in hub.requests if p.endswith(".safetensors")]
@@ -421,8 +426,7 @@ def test_hub_side_files_are_bounded_before_download_and_the_hub_cache_is_pruned(
         hub.repos["bob/big-card"] = Repo(files={**files, "README.md": b"x" * 600_000}, commits=["1" * 40])
         for name in ("alice/a", "alice/b", "alice/c"):
             hub.repos[name] = Repo(files=files, commits=["2" * 40])
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
-               "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(space.ROOT)}  # fmt: skip
+        env = hub_env(hub, tmp_path)
         cap_mb = 1.5 * one / 2**20  # room for one model, not two
         args = [sys.executable, "-c", script, str(cap_mb), "bob/big-card", "alice/a", "alice/b", "alice/c"]
         out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
@@ -469,8 +473,7 @@ def test_google_ddpm_cifar10_loads_with_the_default_budget_and_gets_what_fits(tm
     )
     with FakeHub() as hub:
         hub.repos["google/ddpm-cifar10-32"] = Repo(files=files, commits=["3" * 40])
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
-               "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(space.ROOT)}  # fmt: skip
+        env = hub_env(hub, tmp_path)
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert "DONE done: 3 steps for 2 image(s)" in out.stdout, out.stdout + out.stderr[-2000:]
     note = next(line for line in out.stdout.splitlines() if line.startswith("NOTE"))
