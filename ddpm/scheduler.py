@@ -44,6 +44,9 @@ class SchedulerConfig(dict):
     def __setitem__(self, key, value):
         raise TypeError("the scheduler config is read-only; build a new scheduler with from_config(..., **changes)")
 
+    def __reduce__(self):  # copy, deepcopy and pickle rebuild it whole instead of setting its keys one by one
+        return (type(self), (dict(self),))
+
 
 @dataclass
 class DDPMSchedulerOutput:

@@ -273,3 +273,14 @@ def test_our_scheduler_survives_a_diffusers_pipelines_save_and_load(tmp_path):
     assert (before == after).all()
     theirs = DiffusersDDPMScheduler.from_pretrained(tmp_path / "saved", subfolder="scheduler")  # diffusers reads it too
     assert theirs.config.num_train_timesteps == 20 and theirs.config.clip_sample is True
+
+
+def test_a_scheduler_copies_and_pickles_with_its_read_only_config():
+    import copy
+    import pickle
+
+    s = DDPMScheduler(num_train_timesteps=20, clip_sample=True)
+    for twin in (copy.deepcopy(s), copy.copy(s), pickle.loads(pickle.dumps(s))):
+        assert dict(twin.config) == dict(s.config) and torch.equal(twin.alphas_cumprod, s.alphas_cumprod)
+    with pytest.raises(TypeError, match="read-only"):
+        s.config["clip_sample"] = False
