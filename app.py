@@ -29,7 +29,6 @@ from pathlib import Path
 
 import gradio as gr
 from PIL import Image
-
 from starlette.middleware import Middleware
 
 from ddpm import space
@@ -112,7 +111,9 @@ class Handlers:
 
     def __init__(self, default_model: str | None, workdir: str | None, allow_local: bool = False, limits: Limits | None = None):
         operator = (default_model,) if default_model and Path(default_model).expanduser().is_dir() else ()
-        self.registry = space.ModelRegistry(default_model or space.BUNDLED_MODEL, limits or Limits.from_env(), allow_local, operator)
+        self.registry = space.ModelRegistry(
+            default_model or space.BUNDLED_MODEL, limits or Limits.from_env(), allow_local, operator
+        )
         self.startup_note = ""
         name = self.registry.default
         try:
@@ -216,7 +217,9 @@ class Handlers:
             return ""
         calls = model.scheduler.num_train_timesteps if settings.sampler == "ddpm" else settings.num_steps
         seconds = space.cost_of(model).seconds(settings.num_images, calls)
-        return f"About **{seconds:.0f} s** here for {settings.num_images} image(s) × {calls} steps, when no one else is generating."
+        return (
+            f"About **{seconds:.0f} s** here for {settings.num_images} image(s) × {calls} steps, when no one else is generating."
+        )
 
     def generate(
         self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision, clip=CLIPPED, request: gr.Request = None
@@ -414,7 +417,9 @@ def generate_tab(h: Handlers, T: int):
             with gr.Column(scale=2):
                 status, preview = live_view(example.status, "x_t, live", value=example.preview)
         gif, download, gallery = trajectory_views(
-            "The whole trajectory, x_T → x_0 (GIF)", "Frames from t = T to t = 0", (example.gif, example.gallery, example.download)
+            "The whole trajectory, x_T → x_0 (GIF)",
+            "Frames from t = T to t = 0",
+            (example.gif, example.gallery, example.download),
         )
         frames, index, picture = scrubber(example)
     outputs = [preview, status, gif, gallery, download, frames, index, picture]
@@ -492,7 +497,8 @@ def schedule_tab(h: Handlers):
 def likelihood_tab():
     with gr.Tab("Likelihood"):
         gr.Markdown(
-            "The bound the paper's simplified loss leaves out: −log p(x_0) ≤ L_T + Σ L_{t−1} + L_0, with L_T = KL(q(x_T|x_0) ‖ N(0, I)), "
+            "The bound the paper's simplified loss leaves out: −log p(x_0) ≤ L_T + Σ L_{t−1} + L_0, "
+            "with L_T = KL(q(x_T|x_0) ‖ N(0, I)), "
             "L_{t−1} = KL(q(x_{t−1}|x_t, x_0) ‖ p_θ(x_{t−1}|x_t)) and L_0 = −log p_θ(x_0|x_1) over 8-bit bins. "
             "It costs T network evaluations."
         )
@@ -552,9 +558,7 @@ def build(
         fwd_button.click(h.forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
         t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs, **private)
         likelihood = space.on_gpu(h.likelihood, h.likelihood_seconds)
-        lk_button.click(
-            likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1
-        )
+        lk_button.click(likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1)
     app.queue(default_concurrency_limit=2, max_size=16)  # a flood is told the queue is full at once
     return app
 

@@ -225,7 +225,10 @@ def bench_app(repeats: int) -> dict:
         first, total = [], []
         for r in range(repeats):
             t0 = time.perf_counter()
-            ancestral, fp32 = "DDPM ancestral, all T steps (Algorithm 2)", "fp32: full precision (ancestral: diffusers' exact images)"
+            ancestral, fp32 = (
+                "DDPM ancestral, all T steps (Algorithm 2)",
+                "fp32: full precision (ancestral: diffusers' exact images)",
+            )
             job = client.submit(r, 16, ancestral, 50, 0.0, False, fp32, api_name="/generate")
             t_first = None
             while not job.done():

@@ -56,7 +56,11 @@ def committable(folder: Path) -> list[str]:
         return [f for f in out.stdout.decode().split("\0") if f and (folder / f).is_file()]
     except (OSError, subprocess.SubprocessError):
         ignore = folder / ".gitignore"
-        patterns = [p.strip().strip("/") for p in ignore.read_text().splitlines() if p.strip() and not p.startswith("#")] if ignore.is_file() else []
+        patterns = (
+            [p.strip().strip("/") for p in ignore.read_text().splitlines() if p.strip() and not p.startswith("#")]
+            if ignore.is_file()
+            else []
+        )
         files = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()]
         return [f for f in files if not any(fnmatch.fnmatch(f, p) or fnmatch.fnmatch(f, f"{p}/*") for p in patterns)]
 
@@ -93,10 +97,14 @@ def check_model_id(api, model_id: str) -> None:
     try:
         files = {s.rfilename for s in api.model_info(model_id).siblings or []}
     except RepositoryNotFoundError:
-        raise DeployError(f"--model-id {model_id}: no such model on the Hub (or it is private: pass a token that reads it)") from None
+        raise DeployError(
+            f"--model-id {model_id}: no such model on the Hub (or it is private: pass a token that reads it)"
+        ) from None
     needed = {"unet/config.json", "scheduler/scheduler_config.json"}
     if not needed <= files:
-        raise DeployError(f"--model-id {model_id} is not a DDPM in diffusers' layout: it has no {', '.join(sorted(needed - files))}")
+        raise DeployError(
+            f"--model-id {model_id} is not a DDPM in diffusers' layout: it has no {', '.join(sorted(needed - files))}"
+        )
 
 
 def space_card(folder: Path, model_id: str | None) -> bytes:

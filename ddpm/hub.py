@@ -163,7 +163,9 @@ def _check_side_files(name_or_path: str, sizes: dict[str, int]) -> None:
         base = name.rsplit("/", 1)[-1]
         cap = SIDE_FILE_BYTES.get(name) or (CONFIG_BYTES if base.endswith("config.json") or base == "model_index.json" else None)
         if cap is not None and size > cap:
-            raise ModelLoadError(f"{name_or_path[:80]}: its {name} is {size / 2**20:.1f} MB; this app reads at most {cap / 2**20:.2f} MB")
+            raise ModelLoadError(
+                f"{name_or_path[:80]}: its {name} is {size / 2**20:.1f} MB; this app reads at most {cap / 2**20:.2f} MB"
+            )
 
 
 def prune_hub_cache(max_bytes: int, keep: Collection[str] = ()) -> int:

@@ -67,8 +67,8 @@ def _as_int(value, what: str) -> int:
 
 
 def _build_on_meta(unet_config: dict):
-    from diffusers import UNet2DModel
     import torch
+    from diffusers import UNet2DModel
 
     with torch.device("meta"):
         return UNet2DModel.from_config(unet_config)
@@ -203,6 +203,6 @@ def check_request(images: int, network_calls: int, cost: Cost, limits: Limits) -
             else f"1 image fits up to {cost.steps_that_fit(1, limits.max_request_s)} steps"
         )
         raise OverBudget(
-            f"{images} image(s) x {network_calls} steps would take about {seconds:.{1 if seconds < 10 else 0}f} s here; this Space serves "
-            f"requests up to {limits.max_request_s:g} s: {hint} (use fewer images or fewer steps)"
+            f"{images} image(s) x {network_calls} steps would take about {seconds:.{1 if seconds < 10 else 0}f} s here; "
+            f"this Space serves requests up to {limits.max_request_s:g} s: {hint} (use fewer images or fewer steps)"
         )

@@ -198,8 +198,10 @@ def resolve_repo_id(name: str, token: str | None) -> str:
         return HfApi(token=token or os.environ.get("HF_TOKEN")).create_repo(name, exist_ok=True).repo_id
     except Exception as e:  # noqa: BLE001 - offline, no token, ...: one line before any training
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise ValueError(f"--push_to_hub: could not create the model repo {name} on the Hub ({reason}); pass "
-                         "--hub_model_id USER/NAME and check the token (hf auth login)") from None
+        raise ValueError(
+            f"--push_to_hub: could not create the model repo {name} on the Hub ({reason}); pass "
+            "--hub_model_id USER/NAME and check the token (hf auth login)"
+        ) from None
 
 
 def check_distributed(accelerator) -> None:
@@ -402,7 +404,9 @@ def train(cfg: TrainConfig) -> dict:
     data = _build_data(cfg)
     if cfg.channels is None:  # the data decided: say so, and keep it in the card's arguments
         cfg = dataclasses.replace(cfg, channels=data.preprocess.channels)
-        accelerator.print(f"channels: {cfg.channels} ({'RGB' if cfg.channels == 3 else 'grayscale'}, from the data; --channels overrides)")
+        accelerator.print(
+            f"channels: {cfg.channels} ({'RGB' if cfg.channels == 3 else 'grayscale'}, from the data; --channels overrides)"
+        )
     set_seed(cfg.seed)  # the same initial weights on every rank
     unet = _build_unet(cfg)
     scheduler = DDPMScheduler(

@@ -411,7 +411,9 @@ def test_uploads_are_budgeted_per_client(server, tmp_path):
 
     assert [upload("10.0.0.50").status_code for _ in range(4)] == [200] * 4  # 36 of this server's 40 MB
     refused = upload("10.0.0.50")
-    assert refused.status_code == 413 and "larger than the 4 MB you may still upload in these 10 minutes" in refused.json()["detail"]
+    assert (
+        refused.status_code == 413 and "larger than the 4 MB you may still upload in these 10 minutes" in refused.json()["detail"]
+    )
     assert upload("10.0.0.51").status_code == 200  # another visitor is not affected
 
 
@@ -430,7 +432,10 @@ def test_only_the_uis_endpoints_are_exposed_and_malformed_calls_get_one_line(ser
     assert short.status_code == 422 and short.json()["detail"] == "this endpoint takes 9 input values, got 1"
     body = b'{"data": [null, NaN, 2, "DDIM (fewer steps, eta)", 3, 0.0, false, "%s", "%s"], "fn_index": %d, "session_hash": "n"}'
     nan = body % (FP32.encode(), "clip x̂0 to [-1, 1] (diffusers' default)".encode(), generate)
-    assert httpx.post(server["url"] + "gradio_api/queue/join", content=nan, headers={"content-type": "application/json"}).status_code == 200
+    assert (
+        httpx.post(server["url"] + "gradio_api/queue/join", content=nan, headers={"content-type": "application/json"}).status_code
+        == 200
+    )
     with httpx.stream("GET", server["url"] + "gradio_api/queue/data", params={"session_hash": "n"}, timeout=60) as events:
         done = next(line for line in events.iter_lines() if "process_completed" in line)
     assert "Seed must be a finite number, got 'nan'" in done

@@ -23,7 +23,11 @@ def deploy(hub, tmp_path, *args, token=None):
 def test_one_command_deploys_the_space_and_a_second_updates_it(tmp_path):
     with FakeHub() as hub:
         model = ROOT / "pretrained" / "ddpm-fashion"
-        files = {str(p.relative_to(model)): p.read_bytes() for p in model.rglob("*") if p.is_file() and "checkpoints" not in p.parts and "logs" not in p.parts}
+        files = {
+            str(p.relative_to(model)): p.read_bytes()
+            for p in model.rglob("*")
+            if p.is_file() and "checkpoints" not in p.parts and "logs" not in p.parts
+        }
         hub.repos["alice/ddpm-fashion"] = Repo(files=files, commits=["1" * 40])
         r = deploy(hub, tmp_path, "alice/ddpm-space", "--model-id", "alice/ddpm-fashion")
         assert r.returncode == 0, r.stderr[-3000:]
@@ -113,6 +117,7 @@ def test_the_space_card_is_valid_and_within_the_hubs_limits():
 def test_the_space_runs_on_its_own_requirements():
     """The Space installs requirements-space.txt: the training-only packages of requirements.txt (accelerate,
     datasets, tensorboard, imageio) are never imported by the app, and the pins agree."""
+
     def pins(name):
         lines = (ROOT / name).read_text().splitlines()
         return dict(line.split("==") for line in lines if "==" in line and not line.startswith(("#", "-")))

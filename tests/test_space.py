@@ -1,8 +1,8 @@
 """The Space's logic (ddpm.space) without a server."""
 
 import json
-import re
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -477,11 +477,17 @@ def test_google_ddpm_cifar10_loads_with_the_default_budget_and_gets_what_fits(tm
         out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert "DONE done: 3 steps for 2 image(s)" in out.stdout, out.stdout + out.stderr[-2000:]
     note = next(line for line in out.stdout.splitlines() if line.startswith("NOTE"))
-    assert re.search(r"within this Space's 60 s a request, all 1000 steps fit for (no image \(1 image fits \d+ steps\)|"
-                     r"[1-3] image\(s\)),", note), note  # on 2 cores: at most a few images with all the steps
+    assert re.search(
+        r"within this Space's 60 s a request, all 1000 steps fit for (no image \(1 image fits \d+ steps\)|"
+        r"[1-3] image\(s\)),",
+        note,
+    ), note  # on 2 cores: at most a few images with all the steps
     assert re.search(r"50 DDIM steps for ([2-9]|1[0-6]) image\(s\)", note), note  # a few images with DDIM
-    assert re.search(r"REFUSED 16 image\(s\) x 1000 steps would take about \d+ s here; this Space serves requests up "
-                     r"to 60 s: (1 image fits up to \d+ steps|[1-3] image\(s\) at 1000 steps fit)", out.stdout), out.stdout
+    assert re.search(
+        r"REFUSED 16 image\(s\) x 1000 steps would take about \d+ s here; this Space serves requests up "
+        r"to 60 s: (1 image fits up to \d+ steps|[1-3] image\(s\) at 1000 steps fit)",
+        out.stdout,
+    ), out.stdout
 
 
 # --------------------------------------------------------------------- your drawing through q and p_theta

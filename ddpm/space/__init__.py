@@ -37,7 +37,6 @@ from .registry import (
 )
 from .runtime import Serialized, WorkDirs, on_gpu, pick_device
 from .settings import (
-    budget_note,
     CLIP_LABELS,
     CLIP_NOTE,
     MAX_IMAGES,
@@ -45,6 +44,7 @@ from .settings import (
     PRECISION_LABELS,
     SAMPLER_LABELS,
     Settings,
+    budget_note,
     check_settings,
     check_work,
     cost_of,

@@ -64,7 +64,9 @@ def _check_image(data, what: str) -> None:
     """The byte size and the header's pixel count of one part of a drawing; nothing is decoded."""
     if isinstance(data, bytes | bytearray | memoryview):
         if len(data) > MAX_BLOB_BYTES:
-            raise ValueError(f"{what} is {len(data) / 2**20:.0f} MB: draw, or upload an image of at most {MAX_BLOB_BYTES // 2**20} MB")
+            raise ValueError(
+                f"{what} is {len(data) / 2**20:.0f} MB: draw, or upload an image of at most {MAX_BLOB_BYTES // 2**20} MB"
+            )
         source = io.BytesIO(data)
     else:
         source = data.path

@@ -148,7 +148,9 @@ def generate(
         caption = frame_caption(scheduler, frame.t)
         if frame.step in keep_gif:
             gif_frames.append(captioned(picture, caption))
-            pair = captioned(side_by_side(grid(frame.sample, nrow=nrow, scale=scale), predicted(frame)), f"x_t | predicted x_0 · {caption}")
+            pair = captioned(
+                side_by_side(grid(frame.sample, nrow=nrow, scale=scale), predicted(frame)), f"x_t | predicted x_0 · {caption}"
+            )
             path = frames_dir / f"scrub-{len(scrub):03d}.png"
             pair.save(path)
             scrub.append((str(path), caption))
