@@ -574,3 +574,11 @@ def test_off_zerogpu_the_gpu_wrapper_changes_nothing():
 
     assert os.environ.get("SPACES_ZERO_GPU") is None
     assert space.on_gpu(steps, lambda n: 10) is steps and list(space.on_gpu(steps)(3)) == [0, 1, 2]
+
+
+def test_a_client_is_the_address_the_nearest_trusted_proxy_reports(monkeypatch):
+    from ddpm.space.guards import forwarded_client
+
+    assert forwarded_client("6.6.6.6, 10.0.0.7") == "10.0.0.7"  # the left entry is the client's own say
+    monkeypatch.setenv("DDPM_PROXY_HOPS", "2")  # behind two proxies that each append
+    assert forwarded_client("6.6.6.6, 10.0.0.7, 172.16.0.1") == "10.0.0.7" and forwarded_client("10.0.0.8") == "10.0.0.8"

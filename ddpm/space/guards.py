@@ -10,7 +10,9 @@
   upload in a window (Gradio keeps uploads 10-20 minutes), and the events one client may have queued or running at
   once, so one client cannot fill the queue.
 
-A client is its address: the last X-Forwarded-For entry (the one the Space's proxy adds), else the TCP peer.
+A client is its address: the X-Forwarded-For entry the nearest trusted proxy added (the last one; with DDPM_PROXY_HOPS=2
+the one before it, behind two proxies that each append), else the TCP peer. Entries further left come from the
+client itself and could be anything.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import collections
 import io
 import json
 import logging
+import os
 import threading
 import time
 
@@ -139,11 +142,18 @@ class Sketchpad(gr.Sketchpad):
         return super().preprocess(payload)
 
 
+def forwarded_client(header: str) -> str:
+    """The client's address in an X-Forwarded-For value: the entry the nearest trusted proxy added (see above)."""
+    entries = [e.strip() for e in header.split(",") if e.strip()] or ["?"]
+    hops = max(1, int(os.environ.get("DDPM_PROXY_HOPS", "1") or 1))
+    return entries[-min(hops, len(entries))][:64]
+
+
 def client_of(scope) -> str:
-    """The client's address: the last X-Forwarded-For entry (added by the Space's proxy), else the TCP peer."""
+    """The client's address (an ASGI scope): from X-Forwarded-For (`forwarded_client`), else the TCP peer."""
     for name, value in scope.get("headers", []):
         if name == b"x-forwarded-for":
-            return value.decode("latin-1").split(",")[-1].strip()[:64]
+            return forwarded_client(value.decode("latin-1"))
     peer = scope.get("client")
     return peer[0] if peer else "?"
 
@@ -154,7 +164,7 @@ def client_of_request(request) -> str:
         return ""
     forwarded = request.headers.get("x-forwarded-for")
     if forwarded:
-        return forwarded.split(",")[-1].strip()[:64]
+        return forwarded_client(forwarded)
     return request.client.host if request.client else "?"
 
 
