@@ -25,6 +25,7 @@ import argparse
 import logging
 import math
 import os
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -125,6 +126,8 @@ class Handlers:
         self.registry.default = self.name = name
         self.dirs = space.WorkDirs(workdir)
         self.examples: dict[str, space.Update] = {}
+        self._runs: dict[str, int] = {}  # the newest run of each page and kind (see _stream)
+        self._runs_lock = threading.Lock()
 
     def example(self, name: str, model) -> space.Update:
         """A finished run of the model, made once when it loads: what a visitor sees before any click."""
@@ -232,7 +235,7 @@ class Handlers:
             settings = space.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits, clip)
             return space.generate(model, settings, run)
 
-        yield from self._stream(updates, request, scrubber=True)
+        yield from self._stream(updates, request, kind="generate")
 
     def drawing(self, model_name, sketch, t, sampler, num_steps, seed, precision, clip=CLIPPED, request: gr.Request = None):
         model = self.current(model_name)
@@ -258,12 +261,29 @@ class Handlers:
         except ValueError as e:
             raise _ui_error(e) from None
 
-    def _stream(self, make_updates, request=None, scrubber: bool = False):
+    def _newest(self, request, kind: str) -> tuple[str, int]:
+        """This run's ticket among the visitor's runs of `kind` (a page's Generate, or its drawing): newer runs
+        replace older ones."""
+        key = f"{getattr(request, 'session_hash', None)}:{kind}"
+        with self._runs_lock:
+            ticket = self._runs.pop(key, 0) + 1
+            self._runs[key] = ticket
+            while len(self._runs) > 4096:
+                self._runs.pop(next(iter(self._runs)))
+        return key, ticket
+
+    def _stream(self, make_updates, request=None, kind: str = "drawing"):
         """Stream a run's updates (preview file, status, GIF, gallery, zip; the scrubber's when asked) into a run
-        folder of the visitor's own; every failure is one line."""
+        folder of the visitor's own; every failure is one line. A second click while a run goes on starts a new run
+        and ends this one at its next update, saying so: stop and restart, never ignored."""
+        scrubber = kind == "generate"  # Generate's runs end with the scrubber's frames
+        key, ticket = self._newest(request, kind)
         try:
             run = self.dirs.new(guards.client_of_request(request))
             for i, update in enumerate(make_updates(run)):
+                if self._runs.get(key) != ticket:
+                    yield (gr.skip(), "Stopped: you started a new run.", *[gr.skip()] * (7 if scrubber else 3))
+                    return
                 update.preview = self._preview_file(run, i, update)
                 yield self.run_values(update, scrubber)
         except ValueError as e:
@@ -540,9 +560,9 @@ def build(
         private = {"api_visibility": "private"}  # UI-only events: the API has one endpoint per action
         box.submit(h.load_model, load_inputs, load_outputs, **loading, **private)  # Enter in the text box
         bundled.load_input_event.then(h.load_model, load_inputs, load_outputs, **loading, **private)  # a bundled example
-        # Generate and the drawing share 4 slots; a click during a run starts a new run right after it (never
-        # ignored); Stop ends the run at its next preview, within a second
-        sampling = {"concurrency_limit": 4, "concurrency_id": "sampling", "trigger_mode": "always_last"}
+        # Generate and the drawing share 4 slots; a click during a run starts a new run at once and the old one
+        # ends at its next preview, saying so (never ignored); Stop ends the run at its next preview, within a second
+        sampling = {"concurrency_limit": 4, "concurrency_id": "sampling", "trigger_mode": "multiple"}
         # on ZeroGPU a GPU is attached for each sampling call, for about twice its predicted time; elsewhere as is
         generate, drawing_fn = space.on_gpu(h.generate, h.generate_seconds), space.on_gpu(h.drawing, h.drawing_seconds)
         generating = gen_button.click(generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)

@@ -454,3 +454,20 @@ def test_a_visitors_results_stay_while_another_generates_many(server):
     for seed in range(20):  # more runs than the 16 that all visitors together used to share
         other.predict(seed, 1, DDIM, 2, 0.0, False, FP32, api_name="/generate")
     assert httpx.get(gif).status_code == 200 and httpx.get(download).status_code == 200
+
+
+def test_a_second_generate_during_a_run_stops_it_and_starts_the_new_one(server):
+    """One page (one gradio_client session) clicks Generate, then again while the first run goes on: the first ends
+    at its next preview saying why, the second runs to the end; the server is idle after."""
+    page = visitor(server, 80)
+    ancestral = "DDPM ancestral, all T steps (Algorithm 2)"
+    first = page.submit(1, 16, ancestral, 1000, 0.0, False, FP32, api_name="/generate")
+    deadline = time.time() + 60
+    while not first.outputs() and time.time() < deadline:
+        time.sleep(0.05)
+    second = page.submit(2, 2, DDIM, 5, 0.0, False, FP32, api_name="/generate")
+    assert second.result(timeout=120)[1].startswith("done: 5 steps for 2 image(s)")
+    first.result(timeout=30)
+    assert first.outputs()[-1][1] == "Stopped: you started a new run."
+    busy = idle_cpu_s(server, wait=1.0)
+    assert busy < 0.5, f"the server kept computing {busy:.1f} CPU-s in 2 s after the replaced run"
