@@ -262,9 +262,10 @@ def weights_digest(model) -> str:
     return h.hexdigest()[:16]
 
 
-def _step_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
-    """The randomness of one micro-batch, a pure function of (seed, rank, micro_step)."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + rank) * 1_000_000_007 + micro_step)
+def _step_generator(seed: int, rank: int, micro_step: int, device="cpu") -> torch.Generator:
+    """The randomness of one micro-batch, a pure function of (seed, rank, micro_step) on `device` (the same run on
+    the same hardware draws the same numbers; a GPU draws its noise where it uses it, with no copy from the host)."""
+    return torch.Generator(device).manual_seed((seed * 1_000_003 + rank) * 1_000_000_007 + micro_step)
 
 
 def _build_data(cfg: TrainConfig) -> data_lib.ImageData:
@@ -435,6 +436,7 @@ def train(cfg: TrainConfig) -> dict:
             use_ema_warmup=True,
             inv_gamma=cfg.ema_inv_gamma,
             power=cfg.ema_power,
+            foreach=True,  # one multi-tensor update instead of one per parameter
             model_cls=type(unet),
             model_config=unet.config,
         )
@@ -444,7 +446,7 @@ def train(cfg: TrainConfig) -> dict:
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         weight_decay=cfg.adam_weight_decay,
         eps=cfg.adam_epsilon,
-        foreach=True,
+        **({"fused": True} if accelerator.device.type == "cuda" else {"foreach": True}),  # one kernel, not one a tensor
     )
     lr_schedule = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps, num_training_steps=max_steps)
     unet, optimizer = accelerator.prepare(unet, optimizer)
@@ -504,7 +506,12 @@ def train(cfg: TrainConfig) -> dict:
                 .contiguous(memory_format=torch.channels_last)
             )
             t = torch.randint(0, scheduler.num_train_timesteps, (len(indices),), generator=g)
-            noise = torch.randn(x0.shape, generator=g).to(accelerator.device).contiguous(memory_format=torch.channels_last)
+            if accelerator.device.type == "cpu":
+                noise = torch.randn(x0.shape, generator=g).contiguous(memory_format=torch.channels_last)
+            else:  # drawn on the device (its own generator, seeded the same way): no host-to-device copy a step
+                g_device = _step_generator(cfg.seed, rank, m, accelerator.device)
+                noise = torch.randn(x0.shape, generator=g_device, device=accelerator.device)
+                noise = noise.contiguous(memory_format=torch.channels_last)
             sync = micro == micro_per_step - 1
             with accelerator.no_sync(unet) if not sync else contextlib.nullcontext(), accelerator.autocast():
                 loss = scheduler.loss(unet, x0, t.to(accelerator.device), noise, loss_type=cfg.loss_type, weights=weights)
