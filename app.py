@@ -4,8 +4,9 @@
     MODEL_ID=user/ddpm-model python app.py   # or --model, a Hub repo id or a local folder
     python app.py --allow-local-models  # local development: the model box also loads folders
 
-UI wiring only: the work is done by `ddpm.space`. `Handlers` holds what every event needs (the loaded models,
-the run folders, the limits) and turns every failure into one line; each tab is built by one function.
+UI wiring only: each tab is built by one function and wired to `ddpm.space.handlers.Handlers` (what every event
+needs: the loaded models, the run folders, the limits; every failure one line); the inputs' one-line refusals and the
+request guard in front of Gradio are `ddpm.space.guards`; the work itself is the rest of `ddpm.space`.
 
 Facing the internet (every endpoint is callable with gradio_client): visitors load Hub repo ids and the bundled
 models, never the server's folders; every model is checked against a budget (ddpm/limits.py, raised by DDPM_*
@@ -23,23 +24,20 @@ except ImportError:
 
 import argparse
 import logging
-import math
 import os
-import threading
-from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 from starlette.middleware import Middleware
 
 from ddpm import space
-from ddpm.hub import ModelLoadError
 from ddpm.limits import Limits
 from ddpm.space import guards
+from ddpm.space.guards import Number, Radio, Slider
+from ddpm.space.handlers import CLIPPED, DDIM_LABEL, HELD_OUT, UPLOADED, Handlers
 
 log = logging.getLogger("ddpm.space")
 MAX_FILE_BYTES = 10 * 2**20
-LIVE_FILES_KEPT = 2  # live previews on disk per run: the one shown and the one before it
 TITLE = "DDPM, step by step"
 INTRO = """# DDPM, step by step
 A Denoising Diffusion Probabilistic Model ([Ho et al. 2020](https://arxiv.org/abs/2006.11239)) runs the **reverse
@@ -52,306 +50,6 @@ CSS = """
                                grid-template-rows: none !important; grid-auto-rows: auto !important; }
 .ddpm-frames .fixed-height { min-height: 0 !important; max-height: none !important; }
 """  # galleries wrap to the width they get (a phone shows 3 a row, not 6 cut off)
-EXAMPLE_SECONDS = 10.0  # the arrival example of a model: DDIM-50, as many images (up to 16) as fit in this here
-DDIM_LABEL = next(label for label, name in space.SAMPLER_LABELS.items() if name == "ddim")
-HELD_OUT, UPLOADED = "held-out test image", "uploaded image"
-CLIPPED = next(label for label, clip in space.CLIP_LABELS.items() if clip)
-
-
-_refuse = guards.refuse
-
-
-def _ui_error(e: Exception) -> gr.Error:
-    """Every failure reaches the visitor as one line, never a traceback; the log gets the same one line."""
-    return _refuse(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-
-
-def _check_number(component, payload) -> None:
-    """API callers can send anything: text or an out-of-range number gets one line (and one log line), not the
-    traceback Gradio's own check prints."""
-    if payload is None:
-        raise _refuse(f"{component.label} needs a value")
-    if isinstance(payload, bool) or not isinstance(payload, int | float) or not math.isfinite(payload):
-        raise _refuse(f"{component.label} must be a finite number, got {space.shown(str(payload), 30)!r}")
-    if component.minimum is not None and payload < component.minimum:
-        raise _refuse(f"Value {payload} is less than minimum value {component.minimum}.")
-    if component.maximum is not None and payload > component.maximum:
-        raise _refuse(f"Value {payload} is greater than maximum value {component.maximum}.")
-
-
-class Number(gr.Number):
-    is_template = True  # drawn by Gradio's own number field
-
-    def preprocess(self, payload):
-        _check_number(self, payload)
-        return super().preprocess(payload)
-
-
-class Slider(gr.Slider):
-    is_template = True  # drawn by Gradio's own slider
-
-    def preprocess(self, payload):
-        _check_number(self, payload)
-        return super().preprocess(payload)
-
-
-class Radio(gr.Radio):
-    is_template = True  # drawn by Gradio's own radio buttons
-
-    def preprocess(self, payload):
-        values = [value for _, value in self.choices]
-        if payload not in values:
-            raise _refuse(
-                f"Value: {space.shown(str(payload), 40)!r} is not in the list of choices: {', '.join(map(str, values))}"
-            )
-        return super().preprocess(payload)
-
-
-class Handlers:
-    """The functions the events call: plain arguments in, Gradio values out, one-line errors."""
-
-    def __init__(self, default_model: str | None, workdir: str | None, allow_local: bool = False, limits: Limits | None = None):
-        operator = (default_model,) if default_model and Path(default_model).expanduser().is_dir() else ()
-        self.registry = space.ModelRegistry(
-            default_model or space.BUNDLED_MODEL, limits or Limits.from_env(), allow_local, operator
-        )
-        self.startup_note = ""
-        name = self.registry.default
-        try:
-            self.first = self.registry.load(name)
-        except ModelLoadError as e:  # a bad MODEL_ID still gives a working Space on the bundled model
-            self.startup_note = f"\n\n⚠️ {e} Serving the bundled model instead."
-            name = space.display_name(space.BUNDLED_MODEL)
-            self.first = self.registry.load(name)
-        self.registry.default = self.name = name
-        self.dirs = space.WorkDirs(workdir)
-        self.examples: dict[str, space.Update] = {}
-        self._runs: dict[str, int] = {}  # the newest run of each page and kind (see _stream)
-        self._runs_lock = threading.Lock()
-
-    def example(self, name: str, model) -> space.Update:
-        """A finished run of the model, made once when it loads: what a visitor sees before any click."""
-        done = self.examples.get(name)
-        if done is not None and Path(done.gif).exists():
-            return done
-        T = model.scheduler.num_train_timesteps
-        steps = min(T, 50)
-        n = max(1, space.cost_of(model).images_that_fit(steps, EXAMPLE_SECONDS))
-        settings = space.check_settings(model, 0, n, "ddim", steps, 0.0, False, space.default_precision())
-        folder = self.dirs.example(name)
-        *_, done = space.generate(model, settings, folder, min_interval=1e9)
-        done.preview.save(folder / "x0.png")
-        done.preview = str(folder / "x0.png")
-        done.status = (f"An example, made when this model loaded: DDIM, {steps} steps, {n} image(s), seed 0. "
-                       "Press **Generate** for your own.")  # fmt: skip
-        self.examples[name] = done
-        while len(self.examples) > 16:
-            self.examples.pop(next(iter(self.examples)))
-        return done
-
-    def current(self, model_name):
-        try:
-            return self.registry.load(model_name)
-        except ModelLoadError as e:
-            raise _ui_error(e) from None
-
-    def card(self, model) -> str:
-        return space.describe(model) + "\n\n" + space.budget_note(model, self.registry.limits)
-
-    LOAD_OUTPUTS = 20  # state, box, card, 6 controls, 8 of the Generate tab's run, 2 of the schedule, the estimate
-
-    def load_model(self, new_name, model_name):
-        """Load a model and refresh every view for it; a failed load changes nothing but the card's last line."""
-        new_name = (new_name or "").strip() or self.registry.default
-        try:
-            model = self.registry.load(new_name)
-        except ModelLoadError as e:
-            text = str(e).strip().splitlines()[0]
-            if "(offline)" in text:
-                text = f"{space.shown(new_name)} is not on this Space, which cannot reach the Hub: pick a bundled model below"
-            _refuse(text)
-            gr.Warning(text)
-            current = self.registry.load(model_name)
-            keep = [gr.skip()] * (self.LOAD_OUTPUTS - 3)
-            return (gr.skip(), space.display_name(model_name), self.card(current) + f"\n\n⚠️ {text}", *keep)
-        T = model.scheduler.num_train_timesteps
-        classes = space.held_out_set(model).classes
-        return (
-            new_name,
-            new_name,
-            self.card(model),
-            gr.Slider(maximum=T, value=min(T, 50)),
-            gr.Slider(maximum=T, value=T // 4),
-            gr.Dropdown(choices=list(classes), value=classes[0]),
-            gr.Slider(maximum=T, value=T // 2),
-            space.strength_note(model, T // 2),
-            gr.Slider(maximum=T, value=min(T, 50)),
-            *self.run_values(self.example(new_name, model)),
-            *self.schedule(new_name),
-            self.estimate(new_name, 16, DDIM_LABEL, min(T, 50)),
-        )
-
-    @staticmethod
-    def run_values(update, scrubber: bool = True) -> tuple:
-        """What a run shows (preview, status, GIF, gallery, zip; and the scrubber's frames, slider and picture)."""
-        shown = (update.preview, update.status, update.gif, update.gallery or None, update.download)
-        if not scrubber:
-            return shown
-        if not update.done:
-            return (*shown, gr.skip(), gr.skip(), gr.skip())
-        last = len(update.scrub) - 1
-        path, caption = update.scrub[last]
-        slider = gr.Slider(minimum=0, maximum=last, value=last, step=1, interactive=True)
-        return (*shown, update.scrub, slider, gr.Image(value=path, label=f"x_t | x̂0 · {caption}"))
-
-    def scrub(self, frames, index):
-        """The scrubber: frame `index` of the finished run, x_t beside x̂0, labelled with t and SNR."""
-        if not frames:
-            return gr.skip()
-        path, caption = frames[max(0, min(int(index or 0), len(frames) - 1))]
-        return gr.Image(value=path, label=f"x_t | x̂0 · {caption}")
-
-    def estimate(self, model_name, num_images, sampler, num_steps):
-        """About how long a run takes here, from the model's measured cost, before it is asked for."""
-        try:
-            model = self.registry.load(model_name)
-            settings = space.check_settings(model, 0, num_images, sampler, num_steps, 0.0, False)
-        except (ModelLoadError, ValueError):
-            return ""
-        calls = model.scheduler.num_train_timesteps if settings.sampler == "ddpm" else settings.num_steps
-        seconds = space.cost_of(model).seconds(settings.num_images, calls)
-        return (
-            f"About **{seconds:.0f} s** here for {settings.num_images} image(s) × {calls} steps, when no one else is generating."
-        )
-
-    def generate(
-        self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision, clip=CLIPPED, request: gr.Request = None
-    ):
-        """A run streamed: previews with the time left, then the GIF, the frames, the zip and the scrubber."""
-        model = self.current(model_name)
-        limits = self.registry.limits
-
-        def updates(run):
-            settings = space.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits, clip)
-            return space.generate(model, settings, run)
-
-        yield from self._stream(updates, request, kind="generate")
-
-    def drawing(self, model_name, sketch, t, sampler, num_steps, seed, precision, clip=CLIPPED, request: gr.Request = None):
-        model = self.current(model_name)
-        try:
-            image = space.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
-        except ValueError as e:  # an empty canvas: said on the status line; the last run's results stay as they were
-            _refuse(str(e))
-            gr.Warning(str(e))
-            yield (gr.skip(), f"⚠️ {e}", gr.skip(), gr.skip(), gr.skip())
-            return
-
-        def updates(run):
-            settings = space.check_settings(model, seed, 1, sampler, num_steps, 0.0, False, precision, clip=clip)
-            space.strength_note(model, t)  # checks t
-            space.check_work(model, settings, self.registry.limits, start=int(t))  # the steps it runs from t
-            return space.from_drawing(model, image, t, settings, run)
-
-        yield from self._stream(updates, request)
-
-    def strength(self, model_name, t):
-        try:
-            return space.strength_note(self.current(model_name), t)
-        except ValueError as e:
-            raise _ui_error(e) from None
-
-    def _newest(self, request, kind: str) -> tuple[str, int]:
-        """This run's ticket among the visitor's runs of `kind` (a page's Generate, or its drawing): newer runs
-        replace older ones."""
-        key = f"{getattr(request, 'session_hash', None)}:{kind}"
-        with self._runs_lock:
-            ticket = self._runs.pop(key, 0) + 1
-            self._runs[key] = ticket
-            while len(self._runs) > 4096:
-                self._runs.pop(next(iter(self._runs)))
-        return key, ticket
-
-    def _stream(self, make_updates, request=None, kind: str = "drawing"):
-        """Stream a run's updates (preview file, status, GIF, gallery, zip; the scrubber's when asked) into a run
-        folder of the visitor's own; every failure is one line. A second click while a run goes on starts a new run
-        and ends this one at its next update, saying so: stop and restart, never ignored."""
-        scrubber = kind == "generate"  # Generate's runs end with the scrubber's frames
-        key, ticket = self._newest(request, kind)
-        try:
-            run = self.dirs.new(guards.client_of_request(request))
-            for i, update in enumerate(make_updates(run)):
-                if self._runs.get(key) != ticket:
-                    yield (gr.skip(), "Stopped: you started a new run.", *[gr.skip()] * (7 if scrubber else 3))
-                    return
-                update.preview = self._preview_file(run, i, update)
-                yield self.run_values(update, scrubber)
-        except ValueError as e:
-            raise _ui_error(e) from None
-        except Exception as e:  # noqa: BLE001 - a real crash: its traceback to the log, one line to the visitor
-            log.exception("generation failed")
-            raise _ui_error(RuntimeError(f"generation failed ({type(e).__name__}); the server log has the details")) from None
-
-    @staticmethod
-    def _preview_file(run: Path, i: int, update) -> str:
-        """The live frame as a PNG in the run folder (served from there, not copied to Gradio's cache); only the
-        last LIVE_FILES_KEPT stay on disk."""
-        path = run / ("x0.png" if update.done else f"live-{i}.png")
-        update.preview.save(path)
-        (run / f"live-{i - LIVE_FILES_KEPT}.png").unlink(missing_ok=True)
-        return str(path)
-
-    def _image(self, model, source, class_name, index, upload):
-        image = space.open_upload(upload) if source == UPLOADED else space.held_out_image(model, class_name, index)
-        return space.model_input(model, image)
-
-    def forward(self, model_name, source, class_name, index, upload, t, seed):
-        model = self.current(model_name)
-        try:
-            x0 = self._image(model, source, class_name, index, upload)
-            picture, text = space.forward_view(model, x0, t, seed)
-            return picture, text, space.forward_strip(model, x0, seed=seed)
-        except ValueError as e:
-            raise _ui_error(e) from None
-
-    def schedule(self, model_name):
-        model = self.current(model_name)
-        return space.schedule_figure(model), space.schedule_report(model)
-
-    def gpu_seconds(self, model_name, images, calls=None) -> float:
-        """How long to hold a ZeroGPU device for a request: twice its predicted time (all T steps when `calls` is
-        None), between 10 s and 300 s."""
-        try:
-            model = self.registry.load(model_name)
-            calls = model.scheduler.num_train_timesteps if calls is None else int(calls)
-            predicted = space.cost_of(model).seconds(int(images), calls)
-        except (ModelLoadError, ValueError, TypeError):
-            return 60.0
-        return float(min(300.0, max(10.0, 2 * predicted)))
-
-    def generate_seconds(self, model_name, seed, num_images, sampler, num_steps, *_, **__):
-        ancestral = space.SAMPLER_LABELS.get(sampler, sampler) == "ddpm"
-        return self.gpu_seconds(model_name, num_images, None if ancestral else num_steps)
-
-    def drawing_seconds(self, model_name, sketch, t, sampler, num_steps, *_, **__):
-        return self.gpu_seconds(model_name, 1, t if space.SAMPLER_LABELS.get(sampler, sampler) == "ddpm" else num_steps)
-
-    def likelihood_seconds(self, model_name, source, count, *_, **__):
-        return self.gpu_seconds(model_name, count)
-
-    def stopped(self):
-        return "Stopped. Press **Generate** to start again."
-
-    def likelihood(self, model_name, source, count, upload, seed):
-        """The bound, streamed: a progress line about every half second, then the chart; a cancelled request stops
-        before its next network call."""
-        model = self.current(model_name)
-        try:
-            x0 = space.model_input(model, space.open_upload(upload)) if source == UPLOADED else space.held_out_batch(model, count)
-            for chart, text in space.likelihood_view(model, x0, seed, limits=self.registry.limits):
-                yield gr.skip() if chart is None else chart, text
-        except ValueError as e:
-            raise _ui_error(e) from None
 
 
 def model_row(h: Handlers):

@@ -9,6 +9,9 @@
 
 `app.py` wires these to widgets; everything takes and returns plain Python, tensors and PIL images, so it is tested
 directly. Bad input raises `ValueError` (or `ModelLoadError`) with a one-line message for the UI.
+
+Two modules speak Gradio and are imported by `app.py` only (not here): `guards` (inputs bounded and refused in one
+line before Gradio decodes them, the request guard in front of its routes) and `handlers` (what the events call).
 """
 
 from .inputs import (

@@ -21,6 +21,7 @@ import collections
 import io
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ import gradio as gr
 from gradio.components.base import server
 
 from .inputs import image_header
+from .settings import shown
 
 log = logging.getLogger("ddpm.space")
 
@@ -311,3 +313,43 @@ async def _reply(send, status: int, text: str) -> None:
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})
+
+
+# Gradio's own input components, with one-line refusals of what API callers send (Gradio's checks print tracebacks)
+def _check_number(component, payload) -> None:
+    """API callers can send anything: text or an out-of-range number gets one line (and one log line), not the
+    traceback Gradio's own check prints."""
+    if payload is None:
+        raise refuse(f"{component.label} needs a value")
+    if isinstance(payload, bool) or not isinstance(payload, int | float) or not math.isfinite(payload):
+        raise refuse(f"{component.label} must be a finite number, got {shown(str(payload), 30)!r}")
+    if component.minimum is not None and payload < component.minimum:
+        raise refuse(f"Value {payload} is less than minimum value {component.minimum}.")
+    if component.maximum is not None and payload > component.maximum:
+        raise refuse(f"Value {payload} is greater than maximum value {component.maximum}.")
+
+
+class Number(gr.Number):
+    is_template = True  # drawn by Gradio's own number field
+
+    def preprocess(self, payload):
+        _check_number(self, payload)
+        return super().preprocess(payload)
+
+
+class Slider(gr.Slider):
+    is_template = True  # drawn by Gradio's own slider
+
+    def preprocess(self, payload):
+        _check_number(self, payload)
+        return super().preprocess(payload)
+
+
+class Radio(gr.Radio):
+    is_template = True  # drawn by Gradio's own radio buttons
+
+    def preprocess(self, payload):
+        values = [value for _, value in self.choices]
+        if payload not in values:
+            raise refuse(f"Value: {shown(str(payload), 40)!r} is not in the list of choices: {', '.join(map(str, values))}")
+        return super().preprocess(payload)
