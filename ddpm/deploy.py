@@ -146,8 +146,9 @@ def _reason(e: Exception) -> str:
         return "the Hub did not accept the token (401): log in with `hf auth login` (a write token), or pass --token"
     if status == 403:
         return "the token may not write there (403): use a write token of the Space's owner"
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
+    from .hub import one_line
+
+    return one_line(e, 200)
 
 
 def main(argv: list[str] | None = None) -> int:

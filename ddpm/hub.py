@@ -58,9 +58,11 @@ def save_pipeline(output_dir: str | os.PathLike, unet, scheduler: DDPMScheduler)
     return out
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException, limit: int | None = 300) -> str:
+    """An exception as the one line a user reads: its message's first line (at most `limit` characters), else its
+    type's name."""
     text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__
+    return text[0][:limit] if text else type(e).__name__
 
 
 CONFIG_PATTERNS = ["model_index.json", "*config.json", "*/*config.json", "README.md", "held_out.npz"]
@@ -273,7 +275,7 @@ def load_pipeline(
     try:
         scheduler = DDPMScheduler.from_config(sched_config)
     except (ValueError, TypeError) as e:
-        raise ModelLoadError(f"the scheduler of {name_or_path} is not a DDPM scheduler this app runs: {_one_line(e)}") from None
+        raise ModelLoadError(f"the scheduler of {name_or_path} is not a DDPM scheduler this app runs: {one_line(e)}") from None
     if device is not None:
         unet.to(device)
     unet.eval().requires_grad_(False)

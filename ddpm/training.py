@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import data as data_lib
-from .hub import push_to_hub, save_pipeline, write_model_card
+from .hub import one_line, push_to_hub, save_pipeline, write_model_card
 from .models import count_parameters, load_unet, make_unet
 from .sampling import trajectory, walk
 from .scheduler import DDPMScheduler
@@ -197,7 +197,7 @@ def resolve_repo_id(name: str, token: str | None) -> str:
     try:
         return HfApi(token=token or os.environ.get("HF_TOKEN")).create_repo(name, exist_ok=True).repo_id
     except Exception as e:  # noqa: BLE001 - offline, no token, ...: one line before any training
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        reason = one_line(e, 160)
         raise ValueError(
             f"--push_to_hub: could not create the model repo {name} on the Hub ({reason}); pass "
             "--hub_model_id USER/NAME and check the token (hf auth login)"
@@ -367,7 +367,7 @@ def _push_final(out: Path, cfg: TrainConfig, accelerator) -> str | None:
     try:
         commit = push_to_hub(out, cfg.hub_model_id, token, cfg.hub_private_repo, commit_message="Upload trained DDPM")
     except Exception as e:  # noqa: BLE001 - network, auth, server: the training is done and saved either way
-        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        reason = one_line(e, 200)
         excludes = " ".join(f'--exclude "{p}"' for p in ("checkpoints/*", "logs/*"))
         accelerator.print(
             f"error: the model is saved at {out}, but the upload to {cfg.hub_model_id} failed: {reason}. "

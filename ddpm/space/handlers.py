@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from .. import space  # the package (this module is not imported by its __init__: no cycle)
-from ..hub import ModelLoadError
+from ..hub import ModelLoadError, one_line
 from ..limits import Limits
 from . import guards
 
@@ -28,7 +28,7 @@ _refuse = guards.refuse
 
 def ui_error(e: Exception) -> gr.Error:
     """Every failure reaches the visitor as one line, never a traceback; the log gets the same one line."""
-    return _refuse(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    return _refuse(one_line(e, None))
 
 
 class Handlers:
@@ -90,7 +90,7 @@ class Handlers:
         try:
             model = self.registry.load(new_name)
         except ModelLoadError as e:
-            text = str(e).strip().splitlines()[0]
+            text = one_line(e, None)
             if "(offline)" in text:
                 text = f"{space.shown(new_name)} is not on this Space, which cannot reach the Hub: pick a bundled model below"
             _refuse(text)
