@@ -52,6 +52,8 @@ from .settings import (
     check_work,
     cost_of,
     default_precision,
+    network_calls,
+    predicted_seconds,
     shown,
 )
 from .stream import (
@@ -112,11 +114,13 @@ __all__ = [
     "log_snr",
     "log_snr_frames",
     "model_input",
+    "network_calls",
     "on_gpu",
     "open_upload",
     "parameter_bytes",
     "pick_device",
     "picture_scale",
+    "predicted_seconds",
     "schedule_figure",
     "schedule_report",
     "shown",

@@ -151,23 +151,21 @@ def forwarded_client(header: str) -> str:
     return entries[-min(hops, len(entries))][:64]
 
 
+def _address(forwarded: str | None, peer: str | None) -> str:
+    return forwarded_client(forwarded) if forwarded else (peer or "?")
+
+
 def client_of(scope) -> str:
     """The client's address (an ASGI scope): from X-Forwarded-For (`forwarded_client`), else the TCP peer."""
-    for name, value in scope.get("headers", []):
-        if name == b"x-forwarded-for":
-            return forwarded_client(value.decode("latin-1"))
-    peer = scope.get("client")
-    return peer[0] if peer else "?"
+    forwarded = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-forwarded-for"), None)
+    return _address(forwarded, scope["client"][0] if scope.get("client") else None)
 
 
 def client_of_request(request) -> str:
     """`client_of` for the gr.Request a handler gets (None outside a server: one anonymous client)."""
     if request is None:
         return ""
-    forwarded = request.headers.get("x-forwarded-for")
-    if forwarded:
-        return forwarded_client(forwarded)
-    return request.client.host if request.client else "?"
+    return _address(request.headers.get("x-forwarded-for"), request.client.host if request.client else None)
 
 
 class _Window:

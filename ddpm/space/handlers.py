@@ -93,7 +93,7 @@ class Handlers:
             text = one_line(e, None)
             if "(offline)" in text:
                 text = f"{space.shown(new_name)} is not on this Space, which cannot reach the Hub: pick a bundled model below"
-            _refuse(text)
+            log.warning("refused: %s", text)
             gr.Warning(text)
             current = self.registry.load(model_name)
             keep = [gr.skip()] * (self.LOAD_OUTPUTS - 3)
@@ -124,11 +124,11 @@ class Handlers:
         if not update.done:
             return (*shown, gr.skip(), gr.skip(), gr.skip())
         last = len(update.scrub) - 1
-        path, caption = update.scrub[last]
         slider = gr.Slider(minimum=0, maximum=last, value=last, step=1, interactive=True)
-        return (*shown, update.scrub, slider, gr.Image(value=path, label=f"x_t | x̂0 · {caption}"))
+        return (*shown, update.scrub, slider, Handlers.scrub(update.scrub, last))
 
-    def scrub(self, frames, index):
+    @staticmethod
+    def scrub(frames, index):
         """The scrubber: frame `index` of the finished run, x_t beside x̂0, labelled with t and SNR."""
         if not frames:
             return gr.skip()
@@ -142,8 +142,7 @@ class Handlers:
             settings = space.check_settings(model, 0, num_images, sampler, num_steps, 0.0, False)
         except (ModelLoadError, ValueError):
             return ""
-        calls = model.scheduler.num_train_timesteps if settings.sampler == "ddpm" else settings.num_steps
-        seconds = space.cost_of(model).seconds(settings.num_images, calls)
+        calls, seconds = space.network_calls(model, settings), space.predicted_seconds(model, settings)
         return (
             f"About **{seconds:.0f} s** here for {settings.num_images} image(s) × {calls} steps, when no one else is generating."
         )
@@ -166,7 +165,7 @@ class Handlers:
         try:
             image = space.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
         except ValueError as e:  # an empty canvas: said on the status line; the last run's results stay as they were
-            _refuse(str(e))
+            log.warning("refused: %s", e)
             gr.Warning(str(e))
             yield (gr.skip(), f"⚠️ {e}", gr.skip(), gr.skip(), gr.skip())
             return
@@ -242,26 +241,25 @@ class Handlers:
         model = self.current(model_name)
         return space.schedule_figure(model), space.schedule_report(model)
 
-    def gpu_seconds(self, model_name, images, calls=None) -> float:
-        """How long to hold a ZeroGPU device for a request: twice its predicted time (all T steps when `calls` is
-        None), between 10 s and 300 s."""
+    def gpu_seconds(self, model_name, images, sampler="ddpm", steps=None, start=None) -> float:
+        """How long to hold a ZeroGPU device for a request: twice its `predicted_seconds` (default: all T steps),
+        between 10 s and 300 s; 60 s for a request that will be refused anyway."""
         try:
             model = self.registry.load(model_name)
-            calls = model.scheduler.num_train_timesteps if calls is None else int(calls)
-            predicted = space.cost_of(model).seconds(int(images), calls)
+            settings = space.check_settings(model, 0, images, sampler, steps or 1, 0.0, False)
+            predicted = space.predicted_seconds(model, settings, None if start is None else int(start))
         except (ModelLoadError, ValueError, TypeError):
             return 60.0
         return float(min(300.0, max(10.0, 2 * predicted)))
 
     def generate_seconds(self, model_name, seed, num_images, sampler, num_steps, *_, **__):
-        ancestral = space.SAMPLER_LABELS.get(sampler, sampler) == "ddpm"
-        return self.gpu_seconds(model_name, num_images, None if ancestral else num_steps)
+        return self.gpu_seconds(model_name, num_images, sampler, num_steps)
 
     def drawing_seconds(self, model_name, sketch, t, sampler, num_steps, *_, **__):
-        return self.gpu_seconds(model_name, 1, t if space.SAMPLER_LABELS.get(sampler, sampler) == "ddpm" else num_steps)
+        return self.gpu_seconds(model_name, 1, sampler, num_steps, start=t)
 
     def likelihood_seconds(self, model_name, source, count, *_, **__):
-        return self.gpu_seconds(model_name, count)
+        return self.gpu_seconds(model_name, count)  # the bound: T network calls, as all T ancestral steps
 
     def stopped(self):
         return "Stopped. Press **Generate** to start again."

@@ -99,13 +99,23 @@ def cost_of(model: LoadedModel) -> Cost:
     return model.cost
 
 
-def check_work(model: LoadedModel, settings: Settings, limits: Limits, start: int | None = None) -> None:
-    """The request's predicted seconds here against the budget: its images x the network calls its sampler makes
-    from `start` (a drawing noised to t; default T) down to 0."""
+def network_calls(model: LoadedModel, settings: Settings, start: int | None = None) -> int:
+    """The network calls the request's sampler makes from `start` (a drawing noised to t; default T) down to 0."""
     if start == 0:
-        return  # no steps: the input itself
-    calls = len(walk(model.scheduler.num_train_timesteps, settings.sampler, settings.num_steps, start))
-    check_request(settings.num_images, calls, cost_of(model), limits)
+        return 0  # no steps: the input itself
+    return len(walk(model.scheduler.num_train_timesteps, settings.sampler, settings.num_steps, start))
+
+
+def predicted_seconds(model: LoadedModel, settings: Settings, start: int | None = None) -> float:
+    """About how long the request takes here, from the model's measured cost (no one else generating)."""
+    return cost_of(model).seconds(settings.num_images, network_calls(model, settings, start))
+
+
+def check_work(model: LoadedModel, settings: Settings, limits: Limits, start: int | None = None) -> None:
+    """The request's predicted seconds here against the budget: its images x `network_calls`."""
+    calls = network_calls(model, settings, start)
+    if calls:
+        check_request(settings.num_images, calls, cost_of(model), limits)
 
 
 def budget_note(model: LoadedModel, limits: Limits) -> str:

@@ -148,9 +148,8 @@ def generate(
         caption = frame_caption(scheduler, frame.t)
         if frame.step in keep_gif:
             gif_frames.append(captioned(picture, caption))
-            pair = captioned(
-                side_by_side(grid(frame.sample, nrow=nrow, scale=scale), predicted(frame)), f"x_t | predicted x_0 · {caption}"
-            )
+            pair = picture if settings.show_x0 else side_by_side(picture, predicted(frame))  # x_t | x̂0, drawn once
+            pair = captioned(pair, f"x_t | predicted x_0 · {caption}")
             path = frames_dir / f"scrub-{len(scrub):03d}.png"
             pair.save(path)
             scrub.append((str(path), caption))
