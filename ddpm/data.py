@@ -403,17 +403,29 @@ class ImageData:
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def device(self) -> torch.device:
+        """Where `batch` returns its images: the in-memory tensor's device (see `to`), else the CPU."""
+        return self.tensor.device if self.in_memory else torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> ImageData:
+        """Keep the in-memory images on `device` (a GPU: each batch is then cut there, with no copy from the host
+        a step); streamed data stays on the CPU. Returns self."""
+        if self.in_memory:
+            self.tensor = self.tensor.to(device)
+        return self
+
     def batch(self, indices: list[int], flip: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
         """The images at `indices`, mirrored left-right where `flip` is True; random crops (if any) drawn from `seed`."""
         if self.in_memory:
-            x = self.tensor[indices]
+            x = self.tensor[torch.as_tensor(indices, device=self.tensor.device)]
             if x.dtype == torch.uint8:
                 x = x.float() / 127.5 - 1.0
         else:
             rng = np.random.default_rng(seed)
             x = torch.stack([self._load(i, rng) for i in indices])
         if flip is not None and bool(flip.any()):
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
         return x
 
     def _load(self, i: int, rng: np.random.Generator | None = None) -> torch.Tensor:

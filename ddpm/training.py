@@ -282,6 +282,18 @@ def _build_data(cfg: TrainConfig) -> data_lib.ImageData:
     )
 
 
+def _keep_on_device(data: data_lib.ImageData, accelerator) -> data_lib.ImageData:
+    """On a GPU, in-memory images that take at most a quarter of its free memory live there: every batch is then
+    cut on the device (Fashion-MNIST's 60,000 images are 47 MB as uint8), and the loop copies nothing from the host."""
+    device = accelerator.device
+    if device.type != "cuda" or not data.in_memory:
+        return data
+    free, _ = torch.cuda.mem_get_info(device)
+    if data.tensor.numel() * data.tensor.element_size() <= free // 4:
+        data.to(device)
+    return data
+
+
 def _build_unet(cfg: TrainConfig):
     if cfg.model_config_name_or_path:
         unet = load_unet(cfg.model_config_name_or_path)
@@ -402,7 +414,7 @@ def train(cfg: TrainConfig) -> dict:
         cfg = dataclasses.replace(cfg, hub_model_id=resolve_repo_id(cfg.hub_model_id or out.resolve().name, cfg.hub_token))
     rank, world = accelerator.process_index, accelerator.num_processes
 
-    data = _build_data(cfg)
+    data = _keep_on_device(_build_data(cfg), accelerator)
     if cfg.channels is None:  # the data decided: say so, and keep it in the card's arguments
         cfg = dataclasses.replace(cfg, channels=data.preprocess.channels)
         accelerator.print(
@@ -472,7 +484,7 @@ def train(cfg: TrainConfig) -> dict:
         if report_to:
             accelerator.init_trackers("ddpm", config={k: v for k, v in cfg.public_dict().items() if v is not None})
         accelerator.print(
-            f"{len(data)} images ({'in memory' if data.in_memory else 'streamed'}), {count_parameters(unet) / 1e6:.2f} M "
+            f"{len(data)} images ({f'in {data.device.type} memory' if data.in_memory else 'streamed'}), {count_parameters(unet) / 1e6:.2f} M "
             f"parameters, {world} process(es) on {accelerator.device}, {max_steps} steps of "
             f"{cfg.train_batch_size * micro_per_step * world} images"
         )
@@ -505,13 +517,14 @@ def train(cfg: TrainConfig) -> dict:
                 .to(accelerator.device, non_blocking=True)
                 .contiguous(memory_format=torch.channels_last)
             )
-            t = torch.randint(0, scheduler.num_train_timesteps, (len(indices),), generator=g)
             if accelerator.device.type == "cpu":
+                t = torch.randint(0, scheduler.num_train_timesteps, (len(indices),), generator=g)
                 noise = torch.randn(x0.shape, generator=g).contiguous(memory_format=torch.channels_last)
             else:  # drawn on the device (its own generator, seeded the same way): no host-to-device copy a step
                 g_device = _step_generator(cfg.seed, rank, m, accelerator.device)
                 noise = torch.randn(x0.shape, generator=g_device, device=accelerator.device)
                 noise = noise.contiguous(memory_format=torch.channels_last)
+                t = torch.randint(0, scheduler.num_train_timesteps, (len(indices),), generator=g_device, device=noise.device)
             sync = micro == micro_per_step - 1
             with accelerator.no_sync(unet) if not sync else contextlib.nullcontext(), accelerator.autocast():
                 loss = scheduler.loss(unet, x0, t.to(accelerator.device), noise, loss_type=cfg.loss_type, weights=weights)
@@ -526,6 +539,8 @@ def train(cfg: TrainConfig) -> dict:
         if ema is not None:
             ema.step(unet.parameters())
         global_step += 1
+        if global_step == max_steps and accelerator.device.type == "cuda":
+            torch.cuda.synchronize()  # the GPU work still queued counts in the throughput
         if global_step - first_step > 3:
             timed_steps, timed_seconds = timed_steps + 1, timed_seconds + time.perf_counter() - t_step
         progress.update(1)

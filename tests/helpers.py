@@ -17,3 +17,7 @@ def tiny_unet(size: int = 8, channels: int = 1, seed: int = 0) -> UNet2DModel:
         layers_per_block=1,
         norm_num_groups=8,
     ).eval()
+
+
+# Every device this machine has: the device tests run on the CPU everywhere, and on CUDA too where a GPU is present.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -3,6 +3,7 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from helpers import DEVICES
 from PIL import Image
 
 from ddpm.data import (
@@ -91,6 +92,22 @@ def test_streaming_mode_gives_the_same_batches():
     assert torch.equal(mem.batch([3, 1, 39], flip), stream.batch([3, 1, 39], flip))
     assert torch.equal(mem.batch([5], torch.tensor([True]))[0], mem.batch([5])[0].flip(-1))
 
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_in_memory_images_moved_to_a_device_give_the_same_batches_there(device, tmp_path):
+    """`ImageData.to(device)` (the training loop does it on a GPU) cuts each batch on that device, with the numbers
+    the CPU gives, for float images (digits) and uint8 ones (Fashion-MNIST) alike; streamed data stays on the CPU."""
+    flip = torch.tensor([True, False, True])
+    digits = ImageData(digits_dataset().select(range(40)), "image", Preprocess(8, 1))
+    fashion = load_training_data(Preprocess(28, 1), "fashion_mnist", data_dir=str(small_fashion_dir(tmp_path)))
+    for data in (digits, fashion):
+        on_cpu = data.batch([3, 1, 9], flip)
+        assert data.to(device) is data and data.device.type == device
+        there = data.batch([3, 1, 9], flip)
+        assert there.device.type == device and torch.equal(there.cpu(), on_cpu)
+    stream = ImageData(digits_dataset().select(range(4)), "image", Preprocess(8, 1), in_memory=False)
+    assert stream.to(device).device.type == "cpu" and stream.batch([0, 1]).device.type == "cpu"
 
 def test_epoch_batches_shard_the_data_across_ranks():
     n, b, world = 50, 4, 3

@@ -2,7 +2,7 @@ import pytest
 import torch
 from diffusers import DDPMPipeline
 from diffusers import DDPMScheduler as DiffusersDDPMScheduler
-from helpers import tiny_unet
+from helpers import DEVICES, tiny_unet
 
 from ddpm import DDPMScheduler
 from ddpm.sampling import sample, sampling_timesteps, trajectory
@@ -145,3 +145,17 @@ def test_clip_sample_none_keeps_the_schedulers_own_setting(unet):
     assert {k: v for k, v in off.config.items() if k != "clip_sample"} == {
         k: v for k, v in on.config.items() if k != "clip_sample"
     }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_sampling_runs_where_the_network_is_and_repeats_per_device(device):
+    """The sampler follows the network's device; the same seed gives the same images on that device (the initial
+    noise comes from the CPU generator, so every device starts from the same x_T), and x̂0 clipping holds there."""
+    net = tiny_unet(seed=3).to(device)
+    s = DDPMScheduler(num_train_timesteps=40)
+    run = dict(sampler="ddim", num_inference_steps=8, eta=1.0, clip_sample=True)
+    a = sample(net, s, 3, generator=gen(5), **run)
+    assert a.device.type == device and a.abs().max() <= 1.0
+    assert torch.equal(a, sample(net, s, 3, generator=gen(5), **run))
+    first = next(iter(trajectory(net, s, 3, generator=gen(5), **run))).sample
+    assert torch.equal(first.cpu(), next(iter(trajectory(net.cpu(), s, 3, generator=gen(5), **run))).sample)

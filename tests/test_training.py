@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDPMPipeline
+from helpers import DEVICES
 from hub_server import FakeHub
 
 import train_accelerate
@@ -83,7 +84,7 @@ def test_fashion_mnist_trains_offline_in_two_cpu_processes(tmp_path):
                       "--model_preset", "nano")[1:]]  # fmt: skip
     r = run(cmd, base_env(ACCELERATE_USE_CPU="1"))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "60000 images (in memory)" in r.stdout and "2 process(es)" in r.stdout
+    assert "60000 images (in cpu memory)" in r.stdout and "2 process(es)" in r.stdout
     d = digests(r.stdout + r.stderr)
     assert sorted(d) == [0, 1] and d[0][1] == d[1][1]
     pipe = load_pipeline(str(out))
@@ -132,6 +133,18 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
     assert (out / weights).read_bytes() == (tmp_path / "straight" / weights).read_bytes()  # EMA weights too
     assert len(list((out / "checkpoints").glob("checkpoint-*"))) <= 2  # checkpoints_total_limit
 
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_runs_on_every_device_with_the_images_kept_there(device, tmp_path):
+    """The same command on each device present (the CPU everywhere; CUDA where a GPU is): on a GPU the in-memory
+    images live in its memory, so no batch is copied from the host; the model it writes samples in range."""
+    out = tmp_path / device
+    r = run(train_cmd(out, "--max_train_steps", "6"), base_env(**({"ACCELERATE_USE_CPU": "1"} if device == "cpu" else {})))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"1437 images (in {device} memory)" in r.stdout and f"1 process(es) on {device}" in r.stdout
+    x = sample(load_pipeline(str(out)).unet, load_pipeline(str(out)).scheduler, 2, sampler="ddim", num_inference_steps=4)
+    assert torch.isfinite(x).all() and x.abs().max() <= 1.0
 
 def test_resume_from_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     code = train_accelerate.main(["--output_dir", str(tmp_path), *SMALL, "--resume_from_checkpoint", "checkpoint-7"])
