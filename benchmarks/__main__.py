@@ -513,6 +513,10 @@ def report(results: dict, made: list[str]) -> str:
         from benchmarks import fashion
 
         lines += fashion.report(results["fashion"])
+    if results.get("gpu_training"):
+        from benchmarks import gpu
+
+        lines += gpu.report(results["gpu_training"])
     lines += [f"![{m}]({m})" for m in made]
     return "\n".join(lines) + "\n"
 
@@ -529,19 +533,25 @@ def main() -> None:
     p.add_argument("--fashion-no-unclipped-ancestral", action="store_true", help="skip its longest row")
     p.add_argument("--fashion-card", action="store_true", help="write the measured quality into that model's card")
     p.add_argument("--fashion-compare", default=None, help="another 28 px model whose few-step samplers to count too")
+    p.add_argument("--fashion-compare-note", default=None, help="what the compared model is, for the report")
     p.add_argument("--model-t200", default=None, help="a model trained with the article's T = 200, to compare")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-digits", action="store_true", help="the 28 px Fashion-MNIST section alone")
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
     p.add_argument("--update", action="store_true", help="keep the sections of results.json this run skips")
+    p.add_argument("--gpu-results", default=None, help="a `python -m benchmarks.gpu speed` result to report too")
     a = p.parse_args()
     q = a.quick
     out_dir = HERE / "quick" if q else HERE  # a quick run never overwrites the committed results
     out_dir.mkdir(exist_ok=True)
     previous = out_dir / "results.json"
     results = json.loads(previous.read_text()) if a.update and previous.is_file() else {}
-    results.update(machine=machine(), date=time.strftime("%Y-%m-%d"))
+    measures_nothing = (a.skip_speed and a.skip_quality) or (a.skip_digits and a.skip_fashion)
+    if not measures_nothing or "machine" not in results:  # a report rewritten from results.json keeps its header
+        results.update(machine=machine(), date=time.strftime("%Y-%m-%d"))
+    if a.gpu_results:
+        results["gpu_training"] = json.loads(Path(a.gpu_results).read_text())
     if not a.skip_speed and not a.skip_digits:
         print("training throughput ...", flush=True)
         resolution = load_pipeline(a.model).unet.config.sample_size  # the bundled model's own configuration
@@ -585,6 +595,9 @@ def main() -> None:
             compare=a.fashion_compare,
             unclipped=not a.fashion_no_unclipped_ancestral,
         )
+    compared = results.get("fashion", {}).get("quality", {}).get("compared")
+    if a.fashion_compare_note and compared:
+        compared["note"] = a.fashion_compare_note
     # the measurements first: a report that fails is rewritten from them by --skip-speed --skip-digits
     # --skip-fashion --update, without measuring again
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float))

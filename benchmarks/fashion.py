@@ -93,7 +93,7 @@ def score_rows(m, plan, net, f_test, n: int, batch: int, bootstrap: int, out_dir
     rows, boots = {}, {}
     for key, kwargs in plan:
         t1 = time.perf_counter()
-        x = q.generate_many(m, n, batch, **kwargs)
+        x = q.generate_many(m, n, batch, **kwargs).cpu()  # drawn where the network is (a GPU too), scored here
         seconds = time.perf_counter() - t1
         f = features(net, x)
         boots[key] = q.bootstrap_fd(f, f_test, bootstrap)
@@ -271,6 +271,9 @@ def row_lines(rows: dict, n: int, floor: float, full: float) -> list[str]:
     return lines
 
 
+OLD_NOTE = "one channel per GroupNorm group at the first level, 12,000 steps"  # results.json's before notes
+
+
 def quality_lines(qual: dict) -> list[str]:
     tg, n, floor = qual["targets"], qual["n"], qual["floor"]
     full = qual["rows"]["ancestral"]["fd"]
@@ -299,8 +302,8 @@ def quality_lines(qual: dict) -> list[str]:
     if qual.get("compared"):
         c = qual["compared"]
         lines += [
-            f"The model this one replaced (`{c['model']}`: one channel per GroupNorm group at the first level, "
-            "12,000 steps), the same samplers and noises, floor and ancestral column from the table above:",
+            f"The model this one replaced (`{c['model']}`: {c.get('note', OLD_NOTE)}), the same samplers and noises, "
+            "floor and ancestral column from the table above:",
             "",
             *row_lines(c["rows"], n, floor, full),
             "",

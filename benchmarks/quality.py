@@ -8,6 +8,8 @@ real-data floor scores train-split digits through exactly that path, so it isola
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -91,7 +93,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """FD between Gaussians fitted to two feature sets: |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    with warnings.catch_warnings():  # a dead ReLU feature makes the covariances singular: expected, and handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s_a @ s_b)  # newer SciPy dropped `disp`; the result alone works in every version
     if not np.isfinite(covmean).all():
         eps = np.eye(len(s_a)) * 1e-6
         covmean = linalg.sqrtm((s_a + eps) @ (s_b + eps))
