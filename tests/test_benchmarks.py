@@ -1,9 +1,13 @@
-"""The quality metric the benchmarks report (the benchmarks themselves are run, not asserted)."""
+"""The quality metric the benchmarks report and the GPU report's reading of its numbers (the benchmarks themselves are
+run, not asserted)."""
+
+import json
 
 import numpy as np
 import pytest
 import torch
 
+from benchmarks import gpu
 from benchmarks.quality import bootstrap_fd, frechet_distance, through_model_path, to_metric
 
 
@@ -52,3 +56,36 @@ def test_the_blow_up_check_flags_broken_pictures_and_no_real_image():
     white, black, grey = torch.ones(1, 1, 28, 28), -torch.ones(1, 1, 28, 28), torch.full((1, 1, 28, 28), 0.2)
     counts = failures(torch.cat([speckled, white, black, grey, real[:4]]))
     assert counts == {"blown": 1, "flat": 3, "any": 4}
+
+
+def gpu_result(ms_small: float, ms_large: float, compiled: bool = False) -> dict:
+    """A `python -m benchmarks.gpu speed` result whose steps take the given milliseconds at batch 64 and 256."""
+    rows = [
+        {"batch": b, "precision": "no", "ours": [1000 * b / ms] * 2, "reference": [500 * b / ms] * 2, "ratio": 2.0,
+         "ratio_min": 1.9, "ratio_max": 2.1, "network_alone": 1250 * b / ms}
+        for b, ms in ((64, ms_small), (256, ms_large))
+    ]  # fmt: skip
+    if compiled:
+        rows[-1].update(network_compiled=3 * rows[-1]["network_alone"], compile_s=41.0)
+    return {"machine": "a GPU", "device": "cuda", "preset": "nano", "steps": 100, "rows": rows,
+            "peaks": {"fp32": 5e13, "bf16": 8e14}, "train_flops_per_image": 4.3e8}  # fmt: skip
+
+
+def test_the_gpu_report_says_what_sets_the_pace_from_the_step_times():
+    host_bound = "\n".join(gpu.report(gpu_result(38.0, 40.0)))
+    assert "38.0 ms at batch 64 and 40.0 ms at batch 256" in host_bound and "4x the images for 1.05x the time" in host_bound
+    assert "waits on the host" in host_bound and "`torch.compile` was not measured in this run." in host_bound
+    assert "| 256 | fp32 | 6,400 | 3,200 | **2.00x** (1.90-2.10) | 8,000 | 0.80 | 2.75 | 5.5% |" in host_bound
+    busy = "\n".join(gpu.report(gpu_result(10.0, 36.0, compiled=True)))
+    assert "the device's arithmetic sets the pace" in busy and "waits on the host" not in busy
+    assert "reaches 26,667 images/s, 3.00x eager; its first step took 41 s" in busy
+
+
+def test_the_gpu_speed_benchmark_runs_here_and_writes_each_row(tmp_path):
+    """The same code on the CPU (where CI runs): each row of ours against the reference loop is written as it ends."""
+    out = tmp_path / "gpu.json"
+    result = gpu.bench_speed(None, "nano", [(8, "no")], steps=5, repeats=1, compile_last=False, out=out)
+    assert result["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["batch"] == 8 and row["ours"][0] > 0 and row["reference"][0] > 0 and row["network_alone"] > 0
+    assert result["train_flops_per_image"] > 1e8 and "| 8 | fp32 |" in "\n".join(gpu.report(result))

@@ -93,7 +93,6 @@ def test_streaming_mode_gives_the_same_batches():
     assert torch.equal(mem.batch([5], torch.tensor([True]))[0], mem.batch([5])[0].flip(-1))
 
 
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_in_memory_images_moved_to_a_device_give_the_same_batches_there(device, tmp_path):
     """`ImageData.to(device)` (the training loop does it on a GPU) cuts each batch on that device, with the numbers
@@ -108,6 +107,7 @@ def test_in_memory_images_moved_to_a_device_give_the_same_batches_there(device, 
         assert there.device.type == device and torch.equal(there.cpu(), on_cpu)
     stream = ImageData(digits_dataset().select(range(4)), "image", Preprocess(8, 1), in_memory=False)
     assert stream.to(device).device.type == "cpu" and stream.batch([0, 1]).device.type == "cpu"
+
 
 def test_epoch_batches_shard_the_data_across_ranks():
     n, b, world = 50, 4, 3

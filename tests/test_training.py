@@ -134,7 +134,6 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
     assert len(list((out / "checkpoints").glob("checkpoint-*"))) <= 2  # checkpoints_total_limit
 
 
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_training_runs_on_every_device_with_the_images_kept_there(device, tmp_path):
     """The same command on each device present (the CPU everywhere; CUDA where a GPU is): on a GPU the in-memory
@@ -145,6 +144,7 @@ def test_training_runs_on_every_device_with_the_images_kept_there(device, tmp_pa
     assert f"1437 images (in {device} memory)" in r.stdout and f"1 process(es) on {device}" in r.stdout
     x = sample(load_pipeline(str(out)).unet, load_pipeline(str(out)).scheduler, 2, sampler="ddim", num_inference_steps=4)
     assert torch.isfinite(x).all() and x.abs().max() <= 1.0
+
 
 def test_resume_from_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     code = train_accelerate.main(["--output_dir", str(tmp_path), *SMALL, "--resume_from_checkpoint", "checkpoint-7"])
