@@ -1,0 +1,25 @@
+#!/bin/bash
+# The GPU checks, in one go, on a machine with CUDA (about 6 minutes on an H100). Run it alone: timings taken beside
+# other GPU work (tests, a training run) measure the contention, not the code.
+#
+#   bash benchmarks/gpu_check.sh OUT_DIR [FASHION_MNIST_DIR]
+#
+# 1. the device tests on CUDA: data, sampling and training on every device present, a SIGKILLed run resumed to the
+#    same weights, the Space's choice of device;
+# 2. the Space on CUDA through a real server (`python app.py`, gradio_client): 16 images, all T steps;
+# 3. training speed against diffusers' loop, the network alone and under torch.compile (benchmarks/gpu.py).
+set -u
+out=${1:?give a folder for the results}
+data=${2:-}
+mkdir -p "$out"
+export HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False PYTHONUNBUFFERED=1
+python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device here')" || exit 2
+python -m pytest -q -p no:cacheprovider tests/test_data.py tests/test_sampling.py tests/test_training.py tests/test_space.py \
+  -k "device or sigkilled" 2>&1 | tee "$out/tests.log" | tail -5
+python -c "
+import json, sys; sys.path.insert(0, '.')
+from benchmarks.__main__ import bench_app
+json.dump(bench_app(repeats=2), open('$out/space.json', 'w'))" 2>&1 | tee "$out/space.log" | grep -v -i warn
+python -m benchmarks.gpu speed ${data:+--data_dir "$data"} --compile --out "$out/gpu.json" 2>&1 | tee "$out/speed.log" \
+  | grep -a "matmul\|batch "
+echo "then: python -m benchmarks --gpu-results $out/gpu.json --update --skip-speed --skip-digits --skip-fashion"
