@@ -483,8 +483,9 @@ def train(cfg: TrainConfig) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         if report_to:
             accelerator.init_trackers("ddpm", config={k: v for k, v in cfg.public_dict().items() if v is not None})
+        kept = f"in {data.device.type} memory" if data.in_memory else "streamed"
         accelerator.print(
-            f"{len(data)} images ({f'in {data.device.type} memory' if data.in_memory else 'streamed'}), {count_parameters(unet) / 1e6:.2f} M "
+            f"{len(data)} images ({kept}), {count_parameters(unet) / 1e6:.2f} M "
             f"parameters, {world} process(es) on {accelerator.device}, {max_steps} steps of "
             f"{cfg.train_batch_size * micro_per_step * world} images"
         )
