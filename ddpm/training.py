@@ -2,6 +2,10 @@
 
 repeat: x_0 ~ data, t ~ Uniform{1..T}, eps ~ N(0, I); gradient step on w_t ||eps - eps_theta(x_t, t)||^2.
 
+`train` reads top to bottom: `setup` builds a `Run`; each step is `forward_backward` per micro-batch (the one place
+a step draws its randomness), `optimizer_step`, a `LossWindow` for the log line, and `periodic` (checkpoints, sample
+grids, model saves); `finish` writes the model folder and its card and pushes it.
+
 Everything random in a step (timesteps, noise, flips) and the data order are functions of (seed, rank, step),
 and a checkpoint holds model, optimizer, LR schedule and EMA: a run killed at any point and resumed from its
 last checkpoint ends with the same weights as one never interrupted. Checkpoints are written to a temporary
@@ -336,21 +340,22 @@ def _write_held_out(cfg: TrainConfig, out: Path) -> None:
         data_lib.save_held_out(out / data_lib.HELD_OUT, data_lib.held_out_examples(test))
 
 
-def _write_model(accelerator, unet, ema, scheduler, cfg, out: Path, final_loss, dataset_label: str, final: bool,
-                 num_images: int = 0, trained: str | None = None):  # fmt: skip
-    model = _ema_weights(accelerator, unet, ema)
-    save_pipeline(out, model, scheduler)
+def _write_model(run: Run, final_loss: float | None, *, final: bool, trained: str | None = None) -> None:
+    """The model folder: the EMA weights as a diffusers pipeline, held-out images, samples.png and the card."""
+    cfg, out = run.cfg, run.out
+    model = _ema_weights(run.accelerator, run.unet, run.ema)
+    save_pipeline(out, model, run.scheduler)
     _write_held_out(cfg, out)
     if cfg.eval_batch_size > 0:  # the progress grids' fast sampler (DDIM-50 by default: seconds, not all T steps)
-        _sample_grid(model, scheduler, cfg, cfg.eval_sampler, cfg.eval_steps, progress=final).save(out / "samples.png")
+        _sample_grid(model, run.scheduler, cfg, cfg.eval_sampler, cfg.eval_steps, progress=final).save(out / "samples.png")
     if cfg.train_data_dir:
-        described, hub_dataset = f"The images of a local folder ({Path(cfg.train_data_dir).name}): {num_images:,}.", None
+        described, hub_dataset = f"The images of a local folder ({Path(cfg.train_data_dir).name}): {len(run.data):,}.", None
     else:
-        described, hub_dataset = data_lib.describe_dataset(cfg.dataset_name, cfg.dataset_split, num_images)
+        described, hub_dataset = data_lib.describe_dataset(cfg.dataset_name, cfg.dataset_split, len(run.data))
     write_model_card(
         out,
         repo_id=cfg.hub_model_id,
-        dataset=dataset_label,
+        dataset=run.label(),
         training_args=cfg.public_dict(),
         final_loss=final_loss,
         num_parameters=count_parameters(model),
@@ -390,15 +395,63 @@ def _push_final(out: Path, cfg: TrainConfig, accelerator) -> str | None:
     return getattr(commit, "oid", None)
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Train, checkpoint, save the model folder (and push it). Returns a summary dict (main process)."""
+@dataclass
+class Run:
+    """Everything one training run holds: what `setup` builds, the loop advances and `finish` saves."""
+
+    cfg: TrainConfig
+    accelerator: object
+    data: data_lib.ImageData
+    unet: torch.nn.Module
+    scheduler: DDPMScheduler
+    weights: torch.Tensor | None  # w_t of L_gamma (None: uniform)
+    optimizer: torch.optim.Optimizer
+    lr_schedule: object
+    ema: object | None
+    out: Path
+    report_to: str | list[str] | None
+    steps_per_epoch: int  # micro-batches of one epoch on one rank
+    max_steps: int
+    images_every: int
+    model_every: int
+    step: int = 0  # optimizer steps done
+    first_step: int = 0  # where this process started (a resumed run starts past 0)
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    _epoch: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def images_per_step(self) -> int:
+        return self.cfg.train_batch_size * self.cfg.gradient_accumulation_steps * self.world
+
+    def indices(self, micro_step: int) -> list[int]:
+        """This rank's image indices of one micro-batch: a pure function of (seed, epoch, rank)."""
+        epoch, index = divmod(micro_step, self.steps_per_epoch)
+        if epoch not in self._epoch:
+            self._epoch.clear()
+            self._epoch[epoch] = data_lib.epoch_batches(
+                len(self.data), self.cfg.train_batch_size, epoch, self.cfg.seed, self.rank, self.world
+            )
+        return self._epoch[epoch][index]
+
+    def label(self) -> str:
+        cfg = self.cfg
+        return cfg.dataset_name or (f"local folder {Path(cfg.train_data_dir).name}" if cfg.train_data_dir else "digits")
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Accelerator, data, network, optimizer, LR schedule and EMA, resumed from a checkpoint when asked."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
 
-    t_run = time.perf_counter()
+    started = time.perf_counter()
     cfg.check()
     out = Path(cfg.output_dir)
     report_to = trackers(cfg.report_to)
@@ -412,7 +465,6 @@ def train(cfg: TrainConfig) -> dict:
     use_the_cores(accelerator)
     if cfg.push_to_hub and not (cfg.hub_model_id and "/" in cfg.hub_model_id):  # diffusers: USER/<output folder name>
         cfg = dataclasses.replace(cfg, hub_model_id=resolve_repo_id(cfg.hub_model_id or out.resolve().name, cfg.hub_token))
-    rank, world = accelerator.process_index, accelerator.num_processes
 
     data = _keep_on_device(_build_data(cfg), accelerator)
     if cfg.channels is None:  # the data decided: say so, and keep it in the card's arguments
@@ -433,12 +485,31 @@ def train(cfg: TrainConfig) -> dict:
         print(f"warning: {diag.warning}")
     weights = None if cfg.timestep_weighting == "uniform" else scheduler.timestep_weights(cfg.timestep_weighting, cfg.snr_gamma)
 
-    spe = data_lib.steps_per_epoch(len(data), cfg.train_batch_size, world)
+    spe = data_lib.steps_per_epoch(len(data), cfg.train_batch_size, accelerator.num_processes)
     micro_per_step = cfg.gradient_accumulation_steps
     max_steps = cfg.max_train_steps or math.ceil(cfg.num_epochs * spe / micro_per_step)
     steps_per_epoch = max(1, spe // micro_per_step)
-    images_every = cfg.save_images_epochs * steps_per_epoch if cfg.save_images_epochs else cfg.save_images_steps
-    model_every = cfg.save_model_epochs * steps_per_epoch if cfg.save_model_epochs else 0
+    optimizer, lr_schedule, ema = _optimisation(cfg, unet, accelerator, max_steps)
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    unet.to(memory_format=torch.channels_last)
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    accelerator.register_for_checkpointing(lr_schedule)
+    run = Run(
+        cfg, accelerator, data, unet, scheduler, weights, optimizer, lr_schedule, ema, out, report_to, spe, max_steps,
+        images_every=cfg.save_images_epochs * steps_per_epoch if cfg.save_images_epochs else cfg.save_images_steps,
+        model_every=cfg.save_model_epochs * steps_per_epoch if cfg.save_model_epochs else 0,
+        started=started,
+    )  # fmt: skip
+    _resume(run)
+    return run
+
+
+def _optimisation(cfg: TrainConfig, unet, accelerator, max_steps: int):
+    """AdamW (fused on CUDA, multi-tensor on CPU), the LR schedule, and the EMA of the weights (or None)."""
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
 
     ema = None
     if cfg.use_ema:
@@ -461,154 +532,166 @@ def train(cfg: TrainConfig) -> dict:
         **({"fused": True} if accelerator.device.type == "cuda" else {"foreach": True}),  # one kernel, not one a tensor
     )
     lr_schedule = get_scheduler(cfg.lr_scheduler, optimizer, num_warmup_steps=cfg.lr_warmup_steps, num_training_steps=max_steps)
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    unet.to(memory_format=torch.channels_last)
-    if ema is not None:
-        ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
-    accelerator.register_for_checkpointing(lr_schedule)
+    return optimizer, lr_schedule, ema
 
-    global_step = 0
-    if cfg.resume_from_checkpoint:
-        path = find_checkpoint(out, cfg.resume_from_checkpoint)
-        if path is None:
-            accelerator.print(f"no checkpoint in {out / CHECKPOINTS}: starting a new run")
-        else:
-            accelerator.load_state(str(path))
-            global_step = int(path.name.split("-")[-1])
-            accelerator.print(f"resumed from {path} at step {global_step}")
 
-    dataset_label = cfg.dataset_name or (f"local folder {Path(cfg.train_data_dir).name}" if cfg.train_data_dir else "digits")
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        if report_to:
-            accelerator.init_trackers("ddpm", config={k: v for k, v in cfg.public_dict().items() if v is not None})
-        kept = f"in {data.device.type} memory" if data.in_memory else "streamed"
-        accelerator.print(
-            f"{len(data)} images ({kept}), {count_parameters(unet) / 1e6:.2f} M "
-            f"parameters, {world} process(es) on {accelerator.device}, {max_steps} steps of "
-            f"{cfg.train_batch_size * micro_per_step * world} images"
-        )
+def _resume(run: Run) -> None:
+    cfg, accelerator = run.cfg, run.accelerator
+    if not cfg.resume_from_checkpoint:
+        return
+    path = find_checkpoint(run.out, cfg.resume_from_checkpoint)
+    if path is None:
+        accelerator.print(f"no checkpoint in {run.out / CHECKPOINTS}: starting a new run")
+        return
+    accelerator.load_state(str(path))
+    run.step = run.first_step = int(path.name.split("-")[-1])
+    accelerator.print(f"resumed from {path} at step {run.step}")
 
-    epoch_cache: dict[int, list[list[int]]] = {}
 
-    def micro_batch(m: int) -> list[int]:
-        epoch, index = divmod(m, spe)
-        if epoch not in epoch_cache:
-            epoch_cache.clear()
-            epoch_cache[epoch] = data_lib.epoch_batches(len(data), cfg.train_batch_size, epoch, cfg.seed, rank, world)
-        return epoch_cache[epoch][index]
+def forward_backward(run: Run, micro_step: int, sync: bool) -> torch.Tensor:
+    """One micro-batch of Algorithm 1: x_0 from the data, t ~ U{0..T-1}, eps ~ N(0, I), the loss's gradient added to
+    the weights' .grad. Everything random here is a pure function of (seed, rank, micro_step): the one place where
+    a step draws its randomness, so a resumed run draws what an uninterrupted one would."""
+    cfg, accelerator, device = run.cfg, run.accelerator, run.accelerator.device
+    g = _step_generator(cfg.seed, run.rank, micro_step)
+    indices = run.indices(micro_step)
+    flip = torch.rand(len(indices), generator=g) < 0.5 if cfg.random_flip else None
+    crop_seed = int(torch.randint(0, 2**31 - 1, (), generator=g))
+    x0 = run.data.batch(indices, flip, crop_seed).to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    T = run.scheduler.num_train_timesteps
+    if device.type == "cpu":
+        t = torch.randint(0, T, (len(indices),), generator=g)
+        noise = torch.randn(x0.shape, generator=g).contiguous(memory_format=torch.channels_last)
+    else:  # drawn on the device (its own generator, seeded the same way): no host-to-device copy a step
+        g_device = _step_generator(cfg.seed, run.rank, micro_step, device)
+        noise = torch.randn(x0.shape, generator=g_device, device=device).contiguous(memory_format=torch.channels_last)
+        t = torch.randint(0, T, (len(indices),), generator=g_device, device=device)
+    with accelerator.no_sync(run.unet) if not sync else contextlib.nullcontext(), accelerator.autocast():
+        loss = run.scheduler.loss(run.unet, x0, t.to(device), noise, loss_type=cfg.loss_type, weights=run.weights)
+        accelerator.backward(loss / cfg.gradient_accumulation_steps)
+    return loss.detach()
 
-    unet.train()
-    progress = tqdm(total=max_steps, initial=global_step, disable=not accelerator.is_local_main_process, desc="train")
-    window_loss, window_count, last_loss = torch.zeros((), device=accelerator.device), 0, None
-    t_window = time.perf_counter()
-    # steady-state throughput: the training steps alone, after a few warm-up steps
-    timed_steps, timed_seconds, first_step = 0, 0.0, global_step
-    while global_step < max_steps:
-        t_step = time.perf_counter()
-        for micro in range(micro_per_step):
-            m = global_step * micro_per_step + micro
-            g = _step_generator(cfg.seed, rank, m)
-            indices = micro_batch(m)
-            flip = torch.rand(len(indices), generator=g) < 0.5 if cfg.random_flip else None
-            crop_seed = int(torch.randint(0, 2**31 - 1, (), generator=g))
-            x0 = (
-                data.batch(indices, flip, crop_seed)
-                .to(accelerator.device, non_blocking=True)
-                .contiguous(memory_format=torch.channels_last)
-            )
-            if accelerator.device.type == "cpu":
-                t = torch.randint(0, scheduler.num_train_timesteps, (len(indices),), generator=g)
-                noise = torch.randn(x0.shape, generator=g).contiguous(memory_format=torch.channels_last)
-            else:  # drawn on the device (its own generator, seeded the same way): no host-to-device copy a step
-                g_device = _step_generator(cfg.seed, rank, m, accelerator.device)
-                noise = torch.randn(x0.shape, generator=g_device, device=accelerator.device)
-                noise = noise.contiguous(memory_format=torch.channels_last)
-                t = torch.randint(0, scheduler.num_train_timesteps, (len(indices),), generator=g_device, device=noise.device)
-            sync = micro == micro_per_step - 1
-            with accelerator.no_sync(unet) if not sync else contextlib.nullcontext(), accelerator.autocast():
-                loss = scheduler.loss(unet, x0, t.to(accelerator.device), noise, loss_type=cfg.loss_type, weights=weights)
-                accelerator.backward(loss / micro_per_step)
-            window_loss += loss.detach()
-            window_count += 1
-        if cfg.max_grad_norm:
-            accelerator.clip_grad_norm_(unet.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(unet.parameters())
-        global_step += 1
-        if global_step == max_steps and accelerator.device.type == "cuda":
-            torch.cuda.synchronize()  # the GPU work still queued counts in the throughput
-        if global_step - first_step > 3:
-            timed_steps, timed_seconds = timed_steps + 1, timed_seconds + time.perf_counter() - t_step
-        progress.update(1)
 
-        if global_step % cfg.logging_steps == 0 or global_step == max_steps:
-            mean_loss = accelerator.reduce(window_loss / window_count, reduction="mean").item()
-            elapsed = time.perf_counter() - t_window
-            images_per_s = window_count * cfg.train_batch_size * world / max(elapsed, 1e-9)
-            logs = {"loss": mean_loss, "lr": lr_schedule.get_last_lr()[0], "images_per_s": images_per_s}
-            if ema is not None:
-                logs["ema_decay"] = ema.cur_decay_value if ema.cur_decay_value is not None else 0.0
-            progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{images_per_s:.0f}")
-            if report_to:
-                accelerator.log(logs, step=global_step)
-            last_loss = mean_loss
-            window_loss.zero_()
-            window_count, t_window = 0, time.perf_counter()
+def optimizer_step(run: Run) -> None:
+    """Clip the gradient's norm, step AdamW and the LR schedule, update the EMA."""
+    if run.cfg.max_grad_norm:
+        run.accelerator.clip_grad_norm_(run.unet.parameters(), run.cfg.max_grad_norm)
+    run.optimizer.step()
+    run.lr_schedule.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.ema is not None:
+        run.ema.step(run.unet.parameters())
+    run.step += 1
 
-        if cfg.checkpointing_steps and global_step % cfg.checkpointing_steps == 0 and global_step < max_steps:
-            save_checkpoint(accelerator, out, global_step, cfg.checkpoints_total_limit)
-            if cfg.push_checkpoints and cfg.push_to_hub and accelerator.is_main_process:
-                _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, False, len(data))
-                push_to_hub(
-                    out,
-                    cfg.hub_model_id,
-                    cfg.hub_token,
-                    cfg.hub_private_repo,
-                    commit_message=f"Checkpoint at step {global_step}",
-                    run_as_future=True,
-                )
 
-        if images_every and global_step % images_every == 0 and accelerator.is_main_process:
-            images_dir = out / LOGS / "samples"
-            images_dir.mkdir(parents=True, exist_ok=True)
-            model = _ema_weights(accelerator, unet, ema)
-            picture = _sample_grid(model, scheduler, cfg, cfg.eval_sampler, cfg.eval_steps)
-            picture.save(images_dir / f"step-{global_step:07d}.png")
-            log_images(accelerator, picture, global_step)
-        if model_every and global_step % model_every == 0 and global_step < max_steps and accelerator.is_main_process:
-            _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, False, len(data))
+class LossWindow:
+    """The loss and the images/s over the steps since the last log line (summed on the device: no sync a step)."""
 
-    progress.close()
+    def __init__(self, device):
+        self.total, self.count, self.since = torch.zeros((), device=device), 0, time.perf_counter()
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.total += loss
+        self.count += 1
+
+    def close(self, run: Run) -> dict:
+        """The window's mean loss over all ranks, its images/s, the LR and the EMA's decay; starts the next window."""
+        mean = run.accelerator.reduce(self.total / self.count, reduction="mean").item()
+        elapsed = max(time.perf_counter() - self.since, 1e-9)
+        logs = {"loss": mean, "lr": run.lr_schedule.get_last_lr()[0],
+                "images_per_s": self.count * run.cfg.train_batch_size * run.world / elapsed}  # fmt: skip
+        if run.ema is not None:
+            logs["ema_decay"] = run.ema.cur_decay_value if run.ema.cur_decay_value is not None else 0.0
+        self.total.zero_()
+        self.count, self.since = 0, time.perf_counter()
+        return logs
+
+
+def periodic(run: Run, last_loss: float | None) -> None:
+    """What happens every N steps: a checkpoint (and its push), a sample grid, the model folder."""
+    cfg, accelerator, step = run.cfg, run.accelerator, run.step
+    if cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and step < run.max_steps:
+        save_checkpoint(accelerator, run.out, step, cfg.checkpoints_total_limit)
+        if cfg.push_checkpoints and cfg.push_to_hub and accelerator.is_main_process:
+            _write_model(run, last_loss, final=False)
+            push_to_hub(run.out, cfg.hub_model_id, cfg.hub_token, cfg.hub_private_repo,
+                        commit_message=f"Checkpoint at step {step}", run_as_future=True)  # fmt: skip
+    if run.images_every and step % run.images_every == 0 and accelerator.is_main_process:
+        images_dir = run.out / LOGS / "samples"
+        images_dir.mkdir(parents=True, exist_ok=True)
+        model = _ema_weights(accelerator, run.unet, run.ema)
+        picture = _sample_grid(model, run.scheduler, cfg, cfg.eval_sampler, cfg.eval_steps)
+        picture.save(images_dir / f"step-{step:07d}.png")
+        log_images(accelerator, picture, step)
+    if run.model_every and step % run.model_every == 0 and step < run.max_steps and accelerator.is_main_process:
+        _write_model(run, last_loss, final=False)
+
+
+def finish(run: Run, last_loss: float | None, images_per_s: float | None) -> dict:
+    """Every rank's weights digest; the model folder, its card and the push (main process); the summary."""
+    accelerator = run.accelerator
     accelerator.wait_for_everyone()
-    digest = weights_digest(accelerator.unwrap_model(unet))
+    digest = weights_digest(accelerator.unwrap_model(run.unet))
     # one write for the whole line: print() writes the text and the newline separately, and two ranks sharing a pipe
     # can then interleave their lines
-    sys.stdout.write(f"rank {rank} of {world} ({accelerator.distributed_type.value}): final training weights sha256 {digest}\n")
+    sys.stdout.write(
+        f"rank {run.rank} of {run.world} ({accelerator.distributed_type.value}): final training weights sha256 {digest}\n"
+    )
     sys.stdout.flush()
-    images_per_step = cfg.train_batch_size * micro_per_step * world
-    summary = {
-        "steps": global_step,
-        "final_loss": last_loss,
-        "output_dir": str(out),
-        "processes": world,
-        "digest": digest,
-        "images_per_s": timed_steps * images_per_step / timed_seconds if timed_seconds else None,
-    }
+    summary = {"steps": run.step, "final_loss": last_loss, "output_dir": str(run.out), "processes": run.world,
+               "digest": digest, "images_per_s": images_per_s}  # fmt: skip
     if accelerator.is_main_process:
         trained = (
-            f"{global_step} steps of {images_per_step} images ({global_step * images_per_step / len(data):.1f} epochs); "
-            f"this run did steps {first_step + 1}-{global_step} in {(time.perf_counter() - t_run) / 60:.0f} min of wall "
-            f"clock on {world} process(es), {accelerator.device} ({machine_name()})."
+            f"{run.step} steps of {run.images_per_step} images ({run.step * run.images_per_step / len(run.data):.1f} "
+            f"epochs); this run did steps {run.first_step + 1}-{run.step} in "
+            f"{(time.perf_counter() - run.started) / 60:.0f} min of wall clock on {run.world} process(es), "
+            f"{accelerator.device} ({machine_name()})."
         )
-        _write_model(accelerator, unet, ema, scheduler, cfg, out, last_loss, dataset_label, True, len(data), trained)
-        accelerator.print(f"saved the model to {out} (final loss {last_loss})")
-        if cfg.push_to_hub:
-            summary["hub_commit"] = _push_final(out, cfg, accelerator)
+        _write_model(run, last_loss, final=True, trained=trained)
+        accelerator.print(f"saved the model to {run.out} (final loss {last_loss})")
+        if run.cfg.push_to_hub:
+            summary["hub_commit"] = _push_final(run.out, run.cfg, accelerator)
             summary["push_failed"] = summary["hub_commit"] is None
     accelerator.end_training()
     return summary
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train, checkpoint, save the model folder (and push it). Returns a summary dict (main process)."""
+    from tqdm.auto import tqdm
+
+    run = setup(cfg)
+    cfg, accelerator = run.cfg, run.accelerator
+    if accelerator.is_main_process:
+        run.out.mkdir(parents=True, exist_ok=True)
+        if run.report_to:
+            accelerator.init_trackers("ddpm", config={k: v for k, v in cfg.public_dict().items() if v is not None})
+        kept = f"in {run.data.device.type} memory" if run.data.in_memory else "streamed"
+        accelerator.print(
+            f"{len(run.data)} images ({kept}), {count_parameters(run.unet) / 1e6:.2f} M parameters, {run.world} "
+            f"process(es) on {accelerator.device}, {run.max_steps} steps of {run.images_per_step} images"
+        )
+    run.unet.train()
+    progress = tqdm(total=run.max_steps, initial=run.step, disable=not accelerator.is_local_main_process, desc="train")
+    window, last_loss = LossWindow(accelerator.device), None
+    timed_steps, timed_seconds = 0, 0.0  # steady-state throughput: the steps alone, after a few warm-up steps
+    micro_per_step = cfg.gradient_accumulation_steps
+    while run.step < run.max_steps:
+        t_step = time.perf_counter()
+        for micro in range(micro_per_step):
+            window.add(forward_backward(run, run.step * micro_per_step + micro, sync=micro == micro_per_step - 1))
+        optimizer_step(run)
+        if run.step == run.max_steps and accelerator.device.type == "cuda":
+            torch.cuda.synchronize()  # the GPU work still queued counts in the throughput
+        if run.step - run.first_step > 3:
+            timed_steps, timed_seconds = timed_steps + 1, timed_seconds + time.perf_counter() - t_step
+        progress.update(1)
+        if run.step % cfg.logging_steps == 0 or run.step == run.max_steps:
+            logs = window.close(run)
+            progress.set_postfix(loss=f"{logs['loss']:.4f}", img_s=f"{logs['images_per_s']:.0f}")
+            if run.report_to:
+                accelerator.log(logs, step=run.step)
+            last_loss = logs["loss"]
+        periodic(run, last_loss)
+    progress.close()
+    return finish(run, last_loss, timed_steps * run.images_per_step / timed_seconds if timed_seconds else None)
