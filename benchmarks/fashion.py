@@ -175,11 +175,19 @@ def bench_quality(model_dir: str, n: int, batch: int, bpd_images: int, out_dir, 
     }
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 1024, repeats: int = 20) -> float:
-    """This machine's measured matmul GFLOP/s in `dtype` (the best of `repeats`)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = min(timed_once(lambda: a @ b) for _ in range(repeats))
+def matmul_peak(dtype: torch.dtype, n: int = 1024, repeats: int = 20, device: str | torch.device = "cpu") -> float:
+    """The device's measured matmul GFLOP/s in `dtype` (the best of `repeats`; fp32 with TF32 off on a GPU)."""
+    device = torch.device(device)
+    a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        a @ b
+        sync()
+        best = min(timed_once(lambda: (a @ b, sync())) for _ in range(repeats))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     return 2 * n**3 / best / 1e9
 
 

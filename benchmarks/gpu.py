@@ -31,31 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import fashion  # noqa: E402
 from benchmarks.__main__ import fresh_accelerate_state, machine, paired  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 10) -> float:
-    """FLOP/s of an n x n x n matrix product in `dtype` (fp32 with TF32 off), median of `repeats` after a warm-up."""
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        a @ b
-        sync(device)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            a @ b
-            sync(device)
-            times.append(time.perf_counter() - t0)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-    return 2 * n**3 / statistics.median(times)
 
 
 def train_flops_per_image(preset: str, resolution: int) -> float:
@@ -138,7 +120,8 @@ def bench_speed(data_dir, preset: str, rows: list[tuple[int, str]], steps: int, 
     arrays = load_arrays("fashion_mnist", "train", data_dir)
     dataset = arrays_dataset(arrays.images[:10_000], arrays.labels[:10_000])  # the loader's per-item work is the same
     n = 8192 if device.type == "cuda" else 1024
-    peaks = {"fp32": matmul_peak(device, torch.float32, n), "bf16": matmul_peak(device, torch.bfloat16, n)}
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    peaks = {k: 1e9 * fashion.matmul_peak(dtype, n, 10, device) for k, dtype in dtypes.items()}  # FLOP/s
     print(f"  matmul peak: fp32 {peaks['fp32'] / 1e12:.1f}, bf16 {peaks['bf16'] / 1e12:.1f} TFLOP/s", flush=True)
     res = {"machine": machine(), "device": device.type, "preset": preset, "steps": steps, "peaks": peaks,
            "train_flops_per_image": train_flops_per_image(preset, 28), "rows": []}  # fmt: skip
@@ -167,7 +150,6 @@ def compare(models: list[str], n: int, batch: int, device: str, save: Path | Non
             ancestral: bool = True) -> dict:  # fmt: skip
     """fashion-FD (± bootstrap sd) and blow-ups of each model's Space samplers (clipped), same noises for all;
     `save` is rewritten after each model."""
-    from benchmarks import fashion
     from benchmarks.failures import space_samplers
     from ddpm.hub import load_pipeline
 
