@@ -410,7 +410,7 @@ class Run:
     ema: object | None
     out: Path
     report_to: str | list[str] | None
-    steps_per_epoch: int  # micro-batches of one epoch on one rank
+    batches_per_epoch: int  # micro-batches of one epoch on one rank
     max_steps: int
     images_every: int
     model_every: int
@@ -433,7 +433,7 @@ class Run:
 
     def indices(self, micro_step: int) -> list[int]:
         """This rank's image indices of one micro-batch: a pure function of (seed, epoch, rank)."""
-        epoch, index = divmod(micro_step, self.steps_per_epoch)
+        epoch, index = divmod(micro_step, self.batches_per_epoch)
         if epoch not in self._epoch:
             self._epoch.clear()
             self._epoch[epoch] = data_lib.epoch_batches(
