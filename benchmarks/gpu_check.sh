@@ -13,13 +13,14 @@ out=${1:?give a folder for the results}
 data=${2:-}
 mkdir -p "$out"
 export HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False PYTHONUNBUFFERED=1
-python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device here')" || exit 2
-python -m pytest -q -p no:cacheprovider tests/test_data.py tests/test_sampling.py tests/test_training.py tests/test_space.py \
+PY=${PYTHON:-python3}
+$PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device here')" || exit 2
+$PY -m pytest -q -p no:cacheprovider tests/test_data.py tests/test_sampling.py tests/test_training.py tests/test_space.py \
   -k "device or sigkilled" 2>&1 | tee "$out/tests.log" | tail -5
-python -c "
+$PY -c "
 import json, sys; sys.path.insert(0, '.')
 from benchmarks.__main__ import bench_app
 json.dump(bench_app(repeats=2), open('$out/space.json', 'w'))" 2>&1 | tee "$out/space.log" | grep -v -i warn
-python -m benchmarks.gpu speed ${data:+--data_dir "$data"} --compile --out "$out/gpu.json" 2>&1 | tee "$out/speed.log" \
+$PY -m benchmarks.gpu speed ${data:+--data_dir "$data"} --compile --out "$out/gpu.json" 2>&1 | tee "$out/speed.log" \
   | grep -a "matmul\|batch "
 echo "then: python -m benchmarks --gpu-results $out/gpu.json --update --skip-speed --skip-digits --skip-fashion"
