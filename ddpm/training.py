@@ -567,7 +567,7 @@ def forward_backward(run: Run, micro_step: int, sync: bool) -> torch.Tensor:
         noise = torch.randn(x0.shape, generator=g_device, device=device).contiguous(memory_format=torch.channels_last)
         t = torch.randint(0, T, (len(indices),), generator=g_device, device=device)
     with accelerator.no_sync(run.unet) if not sync else contextlib.nullcontext(), accelerator.autocast():
-        loss = run.scheduler.loss(run.unet, x0, t.to(device), noise, loss_type=cfg.loss_type, weights=run.weights)
+        loss = run.scheduler.loss(run.unet, x0, t, noise, loss_type=cfg.loss_type, weights=run.weights)
         accelerator.backward(loss / cfg.gradient_accumulation_steps)
     return loss.detach()
 

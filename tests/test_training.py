@@ -142,7 +142,8 @@ def test_training_runs_on_every_device_with_the_images_kept_there(device, tmp_pa
     r = run(train_cmd(out, "--max_train_steps", "6"), base_env(**({"ACCELERATE_USE_CPU": "1"} if device == "cpu" else {})))
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"1437 images (in {device} memory)" in r.stdout and f"1 process(es) on {device}" in r.stdout
-    x = sample(load_pipeline(str(out)).unet, load_pipeline(str(out)).scheduler, 2, sampler="ddim", num_inference_steps=4)
+    model = load_pipeline(str(out))
+    x = sample(model.unet, model.scheduler, 2, sampler="ddim", num_inference_steps=4)
     assert torch.isfinite(x).all() and x.abs().max() <= 1.0
 
 
