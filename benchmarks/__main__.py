@@ -258,10 +258,11 @@ def training_peak_rss(steps: int, batch: int) -> float:
         "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
         "finally:\n    print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # the repository, then the caller's
     with tempfile.TemporaryDirectory() as tmp:
         r = subprocess.run(
             [sys.executable, "-c", script, str(ROOT / "train_accelerate.py"), "--output_dir", tmp, *args],
-            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}, cwd=ROOT,
         )  # fmt: skip
     peak = [line.split()[1] for line in r.stdout.splitlines() if line.startswith("PEAK_RSS_KB")]
     if r.returncode != 0 or not peak:
@@ -530,6 +531,7 @@ def main() -> None:
     p.add_argument("--skip-fashion", action="store_true")
     p.add_argument("--fashion-n", type=int, default=1000, help="generated images per fashion-FD and blow-up row")
     p.add_argument("--fashion-precision", default="fp32", choices=["fp32", "bf16"], help="the network's precision there")
+    p.add_argument("--fashion-ddim-steps", default="100,200", help="DDIM step counts measured beside DDIM-50 (e.g. 100,200,1000)")
     p.add_argument("--fashion-no-unclipped-ancestral", action="store_true", help="skip its longest row")
     p.add_argument("--fashion-card", action="store_true", help="write the measured quality into that model's card")
     p.add_argument("--fashion-compare", default=None, help="another 28 px model whose few-step samplers to count too")
@@ -541,6 +543,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
     p.add_argument("--update", action="store_true", help="keep the sections of results.json this run skips")
     p.add_argument("--gpu-results", default=None, help="a `python -m benchmarks.gpu speed` result to report too")
+    p.add_argument("--gpu-loop", default=None, help="a `python -m benchmarks.gpu loop` result (same GPU) to report too")
     a = p.parse_args()
     q = a.quick
     out_dir = HERE / "quick" if q else HERE  # a quick run never overwrites the committed results
@@ -552,6 +555,8 @@ def main() -> None:
         results.update(machine=machine(), date=time.strftime("%Y-%m-%d"))
     if a.gpu_results:
         results["gpu_training"] = json.loads(Path(a.gpu_results).read_text())
+    if a.gpu_loop:
+        results["gpu_training"]["compiled_loop"] = json.loads(Path(a.gpu_loop).read_text())
     if not a.skip_speed and not a.skip_digits:
         print("training throughput ...", flush=True)
         resolution = load_pipeline(a.model).unet.config.sample_size  # the bundled model's own configuration
@@ -594,6 +599,7 @@ def main() -> None:
             precision=a.fashion_precision,
             compare=a.fashion_compare,
             unclipped=not a.fashion_no_unclipped_ancestral,
+            more_ddim_steps=tuple(int(k) for k in a.fashion_ddim_steps.split(",") if k.strip()),
         )
     compared = results.get("fashion", {}).get("quality", {}).get("compared")
     if a.fashion_compare_note and compared:

@@ -11,6 +11,7 @@ Unreadable images are skipped and counted (a warning names how many); a data set
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import io
 import math
@@ -36,6 +37,16 @@ FASHION_MNIST_FILES = {"train": "train", "test": "t10k"}
 DIGITS_CLASSES = tuple(str(d) for d in range(10))
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 IN_MEMORY_BYTES = 2 * 1024**3  # decode once into RAM below this size
+# A pixel value 0..255 as the model sees it, (v / 127.5 - 1), computed once on the CPU: a batch of uint8 images looks its
+# values up here on any device, so a GPU gives the CPU's numbers bit for bit (CUDA divides by multiplying with the
+# reciprocal, one rounding away).
+UINT8_TO_UNIT = torch.arange(256, dtype=torch.float32) / 127.5 - 1.0
+
+
+@functools.cache
+def _unit_table(device: torch.device) -> torch.Tensor:
+    """UINT8_TO_UNIT on `device`, copied there once."""
+    return UINT8_TO_UNIT.to(device)
 
 
 class DataError(ValueError):
@@ -420,7 +431,7 @@ class ImageData:
         if self.in_memory:
             x = self.tensor[torch.as_tensor(indices, device=self.tensor.device)]
             if x.dtype == torch.uint8:
-                x = x.float() / 127.5 - 1.0
+                x = _unit_table(x.device)[x.long()]
         else:
             rng = np.random.default_rng(seed)
             x = torch.stack([self._load(i, rng) for i in indices])

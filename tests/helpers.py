@@ -1,7 +1,18 @@
 """Small shared pieces for the tests."""
 
+import os
+from pathlib import Path
+
 import torch
 from diffusers import UNet2DModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def python_path() -> str:
+    """PYTHONPATH for a subprocess: the repository first, then the caller's own (packages installed with `--target`,
+    as on a GPU machine that has no diffusers of its own)."""
+    return os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def tiny_unet(size: int = 8, channels: int = 1, seed: int = 0) -> UNet2DModel:

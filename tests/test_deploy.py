@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio
 import pytest
+from helpers import python_path
 from hub_server import FakeHub, Repo
 from huggingface_hub import SpaceCard
 
@@ -15,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def deploy(hub, tmp_path, *args, token=None):
     env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
-           "HF_TOKEN": token or hub.token, "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT)}  # fmt: skip
+           "HF_TOKEN": token or hub.token, "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": python_path()}  # fmt: skip
     return subprocess.run([sys.executable, "-m", "ddpm.deploy", *args], env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=300)  # fmt: skip
 
@@ -132,6 +133,6 @@ def test_the_space_runs_on_its_own_requirements():
         f"for name in {training_only!r}:\n    sys.modules[name] = None  # not installed\n"
         "import app\napp.build()\nprint('BUILT')\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": python_path()}
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert "BUILT" in r.stdout, r.stderr[-2000:]
