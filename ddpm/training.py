@@ -151,6 +151,15 @@ HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 LR_SCHEDULERS = ("constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant_with_warmup")
 
 
+def compile_note(dynamo_plugin) -> str:
+    """How the network ran, for the card: "" in eager mode, else the torch.compile backend and mode (accelerate's
+    `--dynamo_backend` / `--dynamo_mode`, or ACCELERATE_DYNAMO_BACKEND / ACCELERATE_DYNAMO_MODE)."""
+    backend = str(getattr(dynamo_plugin.backend, "value", dynamo_plugin.backend)).lower()
+    if backend == "no":
+        return ""
+    return f", the network under torch.compile ({backend}, mode {dynamo_plugin.mode or 'default'})"
+
+
 def machine_name() -> str:
     """The CPU's model name and thread count, or the GPU's name: where a model trained, for its card."""
     if torch.cuda.is_available():
@@ -645,7 +654,7 @@ def finish(run: Run, last_loss: float | None, images_per_s: float | None) -> dic
             f"{run.step} steps of {run.images_per_step} images ({run.step * run.images_per_step / len(run.data):.1f} "
             f"epochs); this run did steps {run.first_step + 1}-{run.step} in "
             f"{(time.perf_counter() - run.started) / 60:.0f} min of wall clock on {run.world} process(es), "
-            f"{accelerator.device} ({machine_name()})."
+            f"{accelerator.device} ({machine_name()}){compile_note(accelerator.state.dynamo_plugin)}."
         )
         _write_model(run, last_loss, final=True, trained=trained)
         accelerator.print(f"saved the model to {run.out} (final loss {last_loss})")

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDPMPipeline
-from helpers import DEVICES
+from helpers import DEVICES, python_path
 from hub_server import FakeHub
 
 import train_accelerate
 from ddpm.hub import load_pipeline, write_model_card
 from ddpm.sampling import sample
-from ddpm.training import find_checkpoint, weights_digest
+from ddpm.training import compile_note, find_checkpoint, weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -33,7 +33,7 @@ DIGEST = re.compile(r"rank (\d+) of (\d+) \((\w+)\): final training weights sha2
 
 def base_env(**extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "WORLD_SIZE", "RANK", "LOCAL_RANK"))}
-    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **extra})
+    env.update({"OMP_NUM_THREADS": "1", "PYTHONPATH": python_path(), "HF_HUB_OFFLINE": "1", **extra})
     return env
 
 
@@ -255,6 +255,15 @@ def test_model_card_says_what_the_weights_are_and_where_they_came_from(tmp_path)
     assert "Fine-tuned from [google/ddpm-cifar10-32]" in card.text
     assert "/data/bob" not in card.text and "home/bob" not in card.text  # local paths: their last part only
     assert "| `train_data_dir` | `cats` |" in card.text and "| `output_dir` | `run` |" in card.text
+
+
+def test_the_card_says_when_the_network_was_compiled():
+    """accelerate's dynamo settings (flags or ACCELERATE_DYNAMO_* variables) reach the card's Training line."""
+    from accelerate.utils import TorchDynamoPlugin
+
+    assert compile_note(TorchDynamoPlugin(backend="no")) == ""
+    note = compile_note(TorchDynamoPlugin(backend="inductor", mode="reduce-overhead"))
+    assert note == ", the network under torch.compile (inductor, mode reduce-overhead)"
 
 
 def test_model_card_of_a_local_model_loads_it_from_its_folder(tmp_path):
