@@ -79,6 +79,28 @@ def test_the_gpu_report_says_what_sets_the_pace_from_the_step_times():
     busy = "\n".join(gpu.report(gpu_result(10.0, 36.0, compiled=True)))
     assert "the device's arithmetic sets the pace" in busy and "waits on the host" not in busy
     assert "reaches 26,667 images/s, 3.00x eager; its first step took 41 s" in busy
+    loop = {"batch": 256, "mode": "reduce-overhead", "eager": 6000.0, "compiled": 21000.0, "compiled_steps": 600,
+            "compiled_wall_s": 60.0}  # fmt: skip
+    compiled_loop = "\n".join(gpu.report({**gpu_result(38.0, 40.0), "compiled_loop": loop}))
+    assert "**21,000 images/s against 6,000 eager** in the same run (3.50x)" in compiled_loop
+    assert "--dynamo_mode reduce-overhead" in compiled_loop and "whole training loop" not in host_bound
+
+
+def fashion_rows(full: float, ddim50: float, ddim_all: float | None) -> dict:
+    rows = {"ancestral": {"fd": full, "fd_sd": 1.0, "steps": 1000}, "ddim-50": {"fd": ddim50, "fd_sd": 1.0, "steps": 50},
+            "ddim-100": {"fd": 7.0, "fd_sd": 1.0, "steps": 100}}  # fmt: skip
+    if ddim_all is not None:
+        rows["ddim-1000"] = {"fd": ddim_all, "fd_sd": 1.2, "steps": 1000}
+    return rows
+
+
+def test_the_card_says_how_much_of_the_ddim_gap_is_deterministic_sampling():
+    from benchmarks.fashion import deterministic_gap, more_ddim
+
+    assert more_ddim(fashion_rows(4.0, 8.0, 6.0)) == [100, 1000] and deterministic_gap(fashion_rows(4.0, 8.0, None)) == ""
+    most = deterministic_gap(fashion_rows(4.0, 8.0, 7.0))
+    assert "scores 1.75x (7.00 ± 1.20): 75% of DDIM-50's gap remains" in most and "not the step count, holds most" in most
+    assert "the step count holds most of it" in deterministic_gap(fashion_rows(4.0, 8.0, 4.4))
 
 
 def test_the_gpu_speed_benchmark_runs_here_and_writes_each_row(tmp_path):
