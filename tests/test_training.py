@@ -105,12 +105,16 @@ def test_disconnected_processes_are_refused_with_the_recipe(tmp_path):
 
 # --------------------------------------------------------------------- kill and resume
 def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
+    """On the CPU, where the claim is made: a GPU's kernels may sum in a different order from run to run (atomics in
+    convolution backward), so bit-identical resumption there is not promised; on a GPU machine this still runs on the
+    CPU."""
     args = ["--max_train_steps", "160", "--checkpointing_steps", "20", "--checkpoints_total_limit", "2"]
-    straight = run(train_cmd(tmp_path / "straight", *args))
+    env = base_env(ACCELERATE_USE_CPU="1")
+    straight = run(train_cmd(tmp_path / "straight", *args), env)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(train_cmd(out, *args), env=base_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(train_cmd(out, *args), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None and not (out / "checkpoints" / "checkpoint-40").is_dir():
@@ -125,7 +129,7 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
     (out / "checkpoints" / ".tmp-checkpoint-999").mkdir()
     assert find_checkpoint(out, "latest") == latest
 
-    resumed = run(train_cmd(out, *args, "--resume_from_checkpoint", "latest"))
+    resumed = run(train_cmd(out, *args, "--resume_from_checkpoint", "latest"), env)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resumed from {latest}" in resumed.stdout
     assert digests(resumed.stdout)[0] == digests(straight.stdout)[0]
