@@ -433,7 +433,7 @@ def card_quality(f: dict) -> str:
         "",
         f"Limitations, measured: the few-step samplers' images are clothes but farther from the data than ancestral "
         f"sampling's (DDIM-50 {rows['ddim-50']['fd'] / full:.2f}x its fashion-FD"
-        + "".join(f", DDIM-{k} {rows[f'ddim-{k}']['fd'] / full:.2f}x" for k in more_ddim(rows))
+        + "".join(f", DDIM-{k} {rows[f'ddim-{k}']['fd'] / full:.2f}x" for k in more_ddim(rows) if k != rows["ancestral"]["steps"])
         + "); use all 1000 ancestral steps for the best images."
         + deterministic_gap(rows)
         + " Broken pictures: "

@@ -253,8 +253,9 @@ def report(res: dict) -> list[str]:
         lines += [
             "",
             f"Our whole training loop under `torch.compile` (`accelerate launch --dynamo_backend inductor --dynamo_mode "
-            f"{loop['mode']}`: inductor's fused kernels, each step replayed as CUDA graphs), measured by `python -m "
-            f"benchmarks.gpu loop` at batch {loop['batch']}: **{loop['compiled']:,.0f} images/s against "
+            f"{loop['mode']}`: inductor's fused kernels, each step replayed as CUDA graphs), measured by "
+            f"{loop.get('how', '`python -m benchmarks.gpu loop`')} at batch {loop['batch']}: "
+            f"**{loop['compiled']:,.0f} images/s against "
             f"{loop['eager']:,.0f} eager** in the same run ({loop['compiled'] / loop['eager']:.2f}x); the compiled run "
             f"of {loop['compiled_steps']} steps took {loop['compiled_wall_s']:.0f} s from start to end, compilation "
             "included. The launches were the bottleneck, and CUDA graphs remove them.",
