@@ -185,8 +185,7 @@ def compare(models: list[str], n: int, batch: int, device: str, save: Path | Non
     f_test = fashion.features(net, x_test)
     out = {"machine": machine(), "n": n, "classifier_accuracy": acc, "models": {}}
     for path in models:
-        m = load_pipeline(path)
-        m.unet.to(device)
+        m = load_pipeline(path, device=device)
         print(f"{path}:", flush=True)
         rows, _ = fashion.score_rows(m, space_samplers(True, precision, ancestral), net, f_test, n, batch, 200)
         out["models"][path] = rows
