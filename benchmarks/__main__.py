@@ -9,6 +9,7 @@ this one machine (the median of per-pair ratios, with their range); no number he
     python -m benchmarks --skip-digits --update --fashion-card  # the 28 px Fashion-MNIST section alone, its measured
                                                                 # quality written into the model's card
     python -m benchmarks.failures MODEL       # blown-up samples of any model, every sampler the Space offers
+    python -m benchmarks.ddim_gap --out F     # where DDIM-50's gap to ancestral comes from; --ddim-gap F reports it
 
 --skip-speed skips the speed sections, --skip-quality the quality sections (digits and 28 px each); --skip-digits both
 digits sections; --skip-fashion both 28 px sections. The 28 px quality at n = 1000 takes about 50 minutes on 2 cores
@@ -544,6 +545,7 @@ def main() -> None:
     p.add_argument("--update", action="store_true", help="keep the sections of results.json this run skips")
     p.add_argument("--gpu-results", default=None, help="a `python -m benchmarks.gpu speed` result to report too")
     p.add_argument("--gpu-loop", default=None, help="a `python -m benchmarks.gpu loop` result (same GPU) to report too")
+    p.add_argument("--ddim-gap", default=None, help="a `python -m benchmarks.ddim_gap` result: the fashion section's DDIM gap")
     a = p.parse_args()
     q = a.quick
     out_dir = HERE / "quick" if q else HERE  # a quick run never overwrites the committed results
@@ -557,6 +559,8 @@ def main() -> None:
         results["gpu_training"] = json.loads(Path(a.gpu_results).read_text())
     if a.gpu_loop:
         results["gpu_training"]["compiled_loop"] = json.loads(Path(a.gpu_loop).read_text())
+    if a.ddim_gap:
+        results.setdefault("fashion", {})["ddim_gap"] = json.loads(Path(a.ddim_gap).read_text())
     if not a.skip_speed and not a.skip_digits:
         print("training throughput ...", flush=True)
         resolution = load_pipeline(a.model).unet.config.sample_size  # the bundled model's own configuration

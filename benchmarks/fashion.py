@@ -375,6 +375,10 @@ def report(f: dict) -> list[str]:
             "![samples](samples_fashion.png)",
             "",
         ]
+    if f.get("ddim_gap"):
+        from benchmarks import ddim_gap
+
+        lines += ddim_gap.report(f["ddim_gap"])
     return lines
 
 

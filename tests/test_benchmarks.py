@@ -111,3 +111,56 @@ def test_the_gpu_speed_benchmark_runs_here_and_writes_each_row(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     assert row["batch"] == 8 and row["ours"][0] > 0 and row["reference"][0] > 0 and row["network_alone"] > 0
     assert result["train_flops_per_image"] > 1e8 and "| 8 | fp32 |" in "\n".join(gpu.report(result))
+
+
+def test_the_ddim_gap_statistics_measure_what_they_say():
+    from benchmarks.ddim_gap import class_distance, mean_term, picture_stats, quadratic_timesteps
+
+    half = -torch.ones(2, 1, 8, 8)
+    half[:, :, :4] = 1.0  # the top half white: half the pixels foreground, mean 0
+    s = picture_stats(half)
+    assert s["foreground"] == pytest.approx(0.5) and s["mean"] == pytest.approx(0.0)
+    assert picture_stats(torch.full((1, 1, 8, 8), 0.3))["detail"] == 0.0 and s["detail"] > 0
+    assert class_distance([10, 10], [20, 20]) == 0.0 and class_distance([10, 0], [0, 5]) == 1.0
+    a = np.zeros((4, 3))
+    assert mean_term(a, a + np.array([1.0, 2.0, 0.0])) == pytest.approx(5.0)
+    ts = quadratic_timesteps(1000, 50)
+    assert len(ts) == 50 and ts[0] == 999 and ts[-1] == 0 and (np.diff(ts) < 0).all()
+    assert ts[-2] - ts[-1] < ts[0] - ts[1]  # denser near t = 0
+
+
+def test_the_ddim_gap_loop_is_the_spaces_ddim_along_the_same_timesteps():
+    from benchmarks.ddim_gap import ddim_over
+    from ddpm import space
+    from ddpm.hub import load_pipeline
+    from ddpm.sampling import sample, sample_shape, sampling_timesteps
+    from ddpm.scheduler import randn
+
+    m = load_pipeline(space.BUNDLED_MODEL)
+    ours = sample(m.unet, m.scheduler, 2, sampler="ddim", num_inference_steps=10, generator=torch.Generator().manual_seed(3))
+    x = randn(sample_shape(m.unet, 2), torch.Generator().manual_seed(3), torch.device("cpu"), torch.float32)
+    assert torch.equal(ddim_over(m, x, sampling_timesteps(1000, 10), "fp32"), ours)
+
+
+def gap_result(anc_fd: float, d50_fd: float, all_fd: float, all_fg: float) -> dict:
+    def row(fd, fg, classes):
+        return {"fd": fd, "fd_sd": 1.0, "mean_term": fd / 4, "foreground": fg, "detail": 0.47, "mean": -0.4,
+                "classes": classes, "failures": {"any": 0}, "x_ddim50": [fd / d50_fd, 0.9, 1.1]}  # fmt: skip
+
+    even, skewed = [100] * 10, [100] * 7 + [70, 100, 130]
+    rows = {"ancestral": row(anc_fd, 0.46, even), "ddim-50": row(d50_fd, all_fg, skewed),
+            "ddim-1000": row(all_fd, all_fg, skewed), "ddim-50 unclipped": row(d50_fd - 0.5, all_fg, skewed)}  # fmt: skip
+    test = {"foreground": 0.46, "detail": 0.48, "mean": -0.43, "classes": even}
+    return {"n": 1000, "precision": "bf16", "test": test, "rows": rows}
+
+
+def test_the_ddim_gap_report_claims_only_what_its_numbers_show():
+    from benchmarks.ddim_gap import report
+
+    far = "\n".join(report(gap_result(3.0, 8.0, 6.0, 0.50)))
+    assert "| ddim-50 unclipped | 7.50 ± 1.00 | 2.50 | 0.94 (0.90-1.10) |" in far
+    assert "ddim-50 unclipped, scores 2.50x ancestral sampling; DDIM with every step taken scores 2.00x" in far
+    assert "No choice of steps, spacing or clipping reaches 1.2x" in far and "its pictures are bigger" in far
+    assert "classes off" in far and "| 0.030 |" in far  # 30 of 1000 images in another class than the test mix
+    close = "\n".join(report(gap_result(3.0, 3.4, 3.3, 0.46)))
+    assert "No choice" not in close and "lands elsewhere" not in close
