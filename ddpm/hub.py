@@ -390,10 +390,15 @@ With diffusers alone:
 
 ```python
 import torch
-from diffusers import DDPMPipeline
+from diffusers import DDIMPipeline, DDPMPipeline
 
-pipe = DDPMPipeline.from_pretrained("{source}")
+pipe = DDPMPipeline.from_pretrained("{source}")  # all T ancestral steps: the best images
 images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
+
+# 50 DDIM steps: use_clipped_model_output=True re-derives eps from the clipped x̂0, as ddpm-space's DDIM does
+# (diffusers' default keeps the network's own eps beside the clipped x̂0: a different sampler)
+ddim = DDIMPipeline.from_pretrained("{source}")
+images = ddim(batch_size=16, num_inference_steps=50, use_clipped_model_output=True).images
 ```
 
 ## Limitations

@@ -203,6 +203,29 @@ def test_set_timesteps_and_respaced_step_equal_diffusers():
         DDPMScheduler().set_timesteps(1001)
 
 
+@pytest.mark.parametrize("clip_sample", [False, True])
+def test_ddim_step_equals_diffusers_ddim_scheduler(clip_sample):
+    """`ddim_step` is diffusers' `DDIMScheduler.step` at eta 0 and 1 (the same noise draw); with clipping, diffusers'
+    `use_clipped_model_output=True`: eps re-derived from the clipped x_0, as improved-diffusion's DDIM does. Without
+    that argument diffusers keeps the network's eps beside the clipped x_0, a different sampler."""
+    from diffusers import DDIMScheduler
+
+    ours = DDPMScheduler(clip_sample=clip_sample)
+    theirs = DDIMScheduler.from_config(ours.config)
+    theirs.set_timesteps(50)  # "leading": 980, 960, ..., 0; diffusers steps from t to t - 20
+    x, eps = 1.5 * torch.randn(2, 1, 8, 8, generator=gen()), torch.randn(2, 1, 8, 8, generator=gen(1))
+    for t in (980, 500, 20, 0):
+        for eta in (0.0, 1.0):
+            a = ours.ddim_step(eps, t, x, t - 20, eta=eta, generator=gen(2))
+            b = theirs.step(eps, t, x, eta=eta, use_clipped_model_output=True, generator=gen(2))
+            atol = 5e-4 if t <= 20 else 1e-5  # diffusers' float32 abar near t = 0, as in the DDPM comparison above
+            assert torch.allclose(a.prev_sample, b.prev_sample, atol=atol), (t, eta)
+            assert torch.allclose(a.pred_original_sample, b.pred_original_sample, atol=atol), (t, eta)
+    raw = theirs.step(eps, 500, x, eta=0.0).prev_sample  # diffusers' default: the same only where nothing is clipped
+    rederived = theirs.step(eps, 500, x, eta=0.0, use_clipped_model_output=True).prev_sample
+    assert ((raw - rederived).abs().max() > 1e-2) == clip_sample
+
+
 def test_full_200_step_pipeline_run_equals_diffusers():
     """The same DDPMPipeline, our scheduler swapped in for diffusers': the same images for the same seed."""
     unet = tiny_unet()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDPMPipeline
+from diffusers import DDIMPipeline, DDPMPipeline
 from helpers import DEVICES, python_path
 from hub_server import FakeHub
 
@@ -278,6 +278,7 @@ def test_model_card_of_a_local_model_loads_it_from_its_folder(tmp_path):
     assert card.splitlines()[card.splitlines().index("---", 1) + 2] == "# my-model"
     assert f"MODEL_ID={out.as_posix()} python app.py" in card
     assert f'DDPMPipeline.from_pretrained("{out.as_posix()}")' in card
+    assert f'ddim = DDIMPipeline.from_pretrained("{out.as_posix()}")' in card and "use_clipped_model_output=True" in card
 
 
 def test_output_folder_is_a_diffusers_ddpm_pipeline(pushed):
@@ -291,6 +292,11 @@ def test_output_folder_is_a_diffusers_ddpm_pipeline(pushed):
     assert ours.scheduler.config.clip_sample is True
     x = sample(ours.unet, ours.scheduler, 2, generator=torch.Generator().manual_seed(1))
     assert torch.allclose((x / 2 + 0.5).clamp(0, 1), theirs, atol=1e-3)
+    ddim = DDIMPipeline.from_pretrained(pushed["out"])  # the card's DDIM line: diffusers' DDIM on the same config
+    assert ddim.scheduler.config.clip_sample is True
+    ddim.set_progress_bar_config(disable=True)
+    images = ddim(batch_size=2, num_inference_steps=10, use_clipped_model_output=True, output_type="pt").images
+    assert images.shape == (2, 1, 8, 8) and images.std() > 0.05
 
 
 # --------------------------------------------------------------------- bad input
