@@ -402,7 +402,17 @@ def deterministic_gap(rows: dict) -> str:
     )
 
 
-def card_quality(f: dict) -> str:
+def gap_sentence(f: dict, model_dir: str | None) -> str:
+    """`benchmarks.ddim_gap`'s sentence for the card of `model_dir`, when `f` holds its result for these weights."""
+    from benchmarks import ddim_gap
+
+    g = f.get("ddim_gap")
+    if not g or model_dir is None or g.get("weights") != ddim_gap.weights_digest(model_dir):
+        return ""
+    return ddim_gap.card_sentence(g)
+
+
+def card_quality(f: dict, model_dir: str | None = None) -> str:
     """The model card's Quality section from this section's results: blow-ups and fashion-FD per sampler, the bound,
     the Space's speed, and what remains to watch for, each with its number."""
     qual, sp = f["quality"], f.get("speed")
@@ -440,6 +450,7 @@ def card_quality(f: dict) -> str:
         + "".join(f", DDIM-{k} {rows[f'ddim-{k}']['fd'] / full:.2f}x" for k in more_ddim(rows) if k != rows["ancestral"]["steps"])
         + "); use all 1000 ancestral steps for the best images."
         + deterministic_gap(rows)
+        + gap_sentence(f, model_dir)
         + " Broken pictures: "
         + ("; ".join(broken) if broken else "none")
         + ".",
@@ -463,4 +474,4 @@ def write_card_quality(model_dir: str, f: dict) -> None:
     text = card.read_text()
     head, rest = text.split("## Quality\n", 1)
     tail = rest[rest.index("\n## ") :]
-    card.write_text(f"{head}## Quality\n\n{card_quality(f)}\n{tail}")
+    card.write_text(f"{head}## Quality\n\n{card_quality(f, model_dir)}\n{tail}")

@@ -114,7 +114,7 @@ def test_the_gpu_speed_benchmark_runs_here_and_writes_each_row(tmp_path):
 
 
 def test_the_ddim_gap_statistics_measure_what_they_say():
-    from benchmarks.ddim_gap import class_distance, mean_term, picture_stats, quadratic_timesteps
+    from benchmarks.ddim_gap import class_distance, mean_term, picture_stats, quadratic_timesteps, spread, uniform_shrink
 
     half = -torch.ones(2, 1, 8, 8)
     half[:, :, :4] = 1.0  # the top half white: half the pixels foreground, mean 0
@@ -124,6 +124,10 @@ def test_the_ddim_gap_statistics_measure_what_they_say():
     assert class_distance([10, 10], [20, 20]) == 0.0 and class_distance([10, 0], [0, 5]) == 1.0
     a = np.zeros((4, 3))
     assert mean_term(a, a + np.array([1.0, 2.0, 0.0])) == pytest.approx(5.0)
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(200_000, 4))
+    assert spread(f) == pytest.approx(4.0, rel=0.01)
+    assert uniform_shrink(spread(f), spread(0.5 * f)) == pytest.approx(frechet_distance(f, 0.5 * f), rel=1e-3)
     ts = quadratic_timesteps(1000, 50)
     assert len(ts) == 50 and ts[0] == 999 and ts[-1] == 0 and (np.diff(ts) < 0).all()
     assert ts[-2] - ts[-1] < ts[0] - ts[1]  # denser near t = 0
@@ -142,15 +146,16 @@ def test_the_ddim_gap_loop_is_the_spaces_ddim_along_the_same_timesteps():
     assert torch.equal(ddim_over(m, x, sampling_timesteps(1000, 10), "fp32"), ours)
 
 
-def gap_result(anc_fd: float, d50_fd: float, all_fd: float, all_fg: float) -> dict:
-    def row(fd, fg, classes):
+def gap_result(anc_fd: float, d50_fd: float, all_fd: float, all_fg: float, all_spread: float = 0.8) -> dict:
+    def row(fd, fg, classes, spread):
         return {"fd": fd, "fd_sd": 1.0, "mean_term": fd / 4, "foreground": fg, "detail": 0.47, "mean": -0.4,
-                "classes": classes, "failures": {"any": 0}, "x_ddim50": [fd / d50_fd, 0.9, 1.1]}  # fmt: skip
+                "spread": spread, "classes": classes, "failures": {"any": 0}, "x_ddim50": [fd / d50_fd, 0.9, 1.1]}  # fmt: skip
 
     even, skewed = [100] * 10, [100] * 7 + [70, 100, 130]
-    rows = {"ancestral": row(anc_fd, 0.46, even), "ddim-50": row(d50_fd, all_fg, skewed),
-            "ddim-1000": row(all_fd, all_fg, skewed), "ddim-50 unclipped": row(d50_fd - 0.5, all_fg, skewed)}  # fmt: skip
-    test = {"foreground": 0.46, "detail": 0.48, "mean": -0.43, "classes": even}
+    rows = {"ancestral": row(anc_fd, 0.46, even, 0.95), "ddim-50": row(d50_fd, all_fg, skewed, all_spread),
+            "ddim-1000": row(all_fd, all_fg, skewed, all_spread),
+            "ddim-50 unclipped": row(d50_fd - 0.5, all_fg, skewed, all_spread)}  # fmt: skip
+    test = {"foreground": 0.46, "detail": 0.48, "mean": -0.43, "classes": even, "spread": 1.0}
     return {"n": 1000, "precision": "bf16", "test": test, "rows": rows}
 
 
@@ -158,9 +163,35 @@ def test_the_ddim_gap_report_claims_only_what_its_numbers_show():
     from benchmarks.ddim_gap import report
 
     far = "\n".join(report(gap_result(3.0, 8.0, 6.0, 0.50)))
-    assert "| ddim-50 unclipped | 7.50 ± 1.00 | 2.50 | 0.94 (0.90-1.10) |" in far
+    assert "| ddim-50 unclipped | 7.50 ± 1.00 | 2.50 | 0.94 (0.90-1.10) | 1.88 | 0.80 |" in far
     assert "ddim-50 unclipped, scores 2.50x ancestral sampling; DDIM with every step taken scores 2.00x" in far
-    assert "No choice of steps, spacing or clipping reaches 1.2x" in far and "its pictures are bigger" in far
-    assert "classes off" in far and "| 0.030 |" in far  # 30 of 1000 images in another class than the test mix
-    close = "\n".join(report(gap_result(3.0, 3.4, 3.3, 0.46)))
-    assert "No choice" not in close and "lands elsewhere" not in close
+    assert "No choice of steps, spacing or clipping reaches 1.2x" in far
+    # the excess 3.00: mean terms 1.50 - 0.75, the rest covariance
+    assert "excess over ancestral sampling (3.00), 0.75 is in the mean term and 2.25 in the covariance term" in far
+    assert "less varied pictures: the features' total variance is 0.80 of the test images' with DDIM-1000" in far
+    # tr(S) (1 - sqrt(c))^2 at c = 0.80 and 0.95, tr(S) = 1: 0.0111 - 0.0006
+    assert "it would cost 0.01 of the 2.25; the rest is in which ways the pictures vary" in far
+    assert "a little bigger" in far and "| 0.030 |" in far  # 30 of 1000 images in another class than the test mix
+    close = "\n".join(report(gap_result(3.0, 3.4, 3.3, 0.46, all_spread=1.0)))
+    assert "No choice" not in close and "less varied" not in close and "a little" not in close
+
+
+def test_the_card_names_the_ddim_gap_only_for_the_weights_it_measured(tmp_path):
+    from benchmarks.ddim_gap import card_sentence, weights_digest
+    from benchmarks.fashion import gap_sentence
+
+    far, close = gap_result(3.0, 8.0, 6.0, 0.50), gap_result(3.0, 3.4, 3.3, 0.46)
+    text = card_sentence(far)
+    assert "No change to the sampler closes the gap" in text and "ddim-50 unclipped, scores 2.50x" in text
+    assert "DDIMScheduler" not in text and "variance 0.80 of the test images'" in text  # no diffusers rows measured
+    shipped = {"diffusers DDIMScheduler, 50 steps": {**far["rows"]["ddim-50"], "fd": 10.5},
+               "diffusers DDIMScheduler, 50 steps, use_clipped_model_output": {**far["rows"]["ddim-50"], "fd": 8.1}}  # fmt: skip
+    both = card_sentence({**far, "rows": {**far["rows"], **shipped}})
+    assert "`DDIMScheduler` as it ships scores 3.50x, 2.70x with `use_clipped_model_output=True`" in both
+    assert card_sentence(close) == ""
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"these weights")
+    far["weights"] = weights_digest(str(tmp_path))
+    assert gap_sentence({"ddim_gap": far}, str(tmp_path)) == text
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"retrained weights")
+    assert gap_sentence({"ddim_gap": far}, str(tmp_path)) == "" and gap_sentence({}, str(tmp_path)) == ""
