@@ -188,7 +188,14 @@ def report(g: dict) -> list[str]:
             f"{r['mean_term']:.2f} | {r['spread'] / test['spread']:.2f} | {r['foreground']:.1%} | {r['detail']:.3f} | "
             f"{class_distance(r['classes'], test['classes']):.3f} | {r['failures']['any']} |"
         )
+    if stale(g):
+        lines[2:2] = [f"**Measured on earlier weights of `{g['model']}`**: rerun `python -m benchmarks.ddim_gap`.", ""]
     return [*lines, "", *diagnosis(g), ""]
+
+
+def stale(g: dict) -> bool:
+    """Whether the model folder a result names now holds other weights than the ones it measured."""
+    return "weights" in g and Path(g["model"], "unet").is_dir() and weights_digest(g["model"]) != g["weights"]
 
 
 def diagnosis(g: dict) -> list[str]:

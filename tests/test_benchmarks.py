@@ -177,7 +177,7 @@ def test_the_ddim_gap_report_claims_only_what_its_numbers_show():
 
 
 def test_the_card_names_the_ddim_gap_only_for_the_weights_it_measured(tmp_path):
-    from benchmarks.ddim_gap import card_sentence, weights_digest
+    from benchmarks.ddim_gap import card_sentence, report, weights_digest
     from benchmarks.fashion import gap_sentence
 
     far, close = gap_result(3.0, 8.0, 6.0, 0.50), gap_result(3.0, 3.4, 3.3, 0.46)
@@ -193,5 +193,8 @@ def test_the_card_names_the_ddim_gap_only_for_the_weights_it_measured(tmp_path):
     (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"these weights")
     far["weights"] = weights_digest(str(tmp_path))
     assert gap_sentence({"ddim_gap": far}, str(tmp_path)) == text
+    far["model"] = str(tmp_path)
+    assert "earlier weights" not in "\n".join(report(far))
     (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"retrained weights")
     assert gap_sentence({"ddim_gap": far}, str(tmp_path)) == "" and gap_sentence({}, str(tmp_path)) == ""
+    assert f"**Measured on earlier weights of `{tmp_path}`**" in "\n".join(report(far))  # RESULTS.md says so
