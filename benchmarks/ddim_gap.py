@@ -9,14 +9,15 @@ re-derived from the clipped x̂0, as improved-diffusion's DDIM does), each varia
 (the DDIM paper's CIFAR-10 choice, denser near t = 0), no clipping, eta 0.5, or all 1000 steps (no step-count error
 left). diffusers' own `DDIMScheduler` as it ships (its "leading" timesteps 980 ... 0, x̂0 clipped but the network's own
 eps kept) is what a diffusers user gets from this model; with `use_clipped_model_output=True` it re-derives eps as ours
-does. Beside fashion-FD, what the pictures are: how much of each is
-foreground, its detail (mean |Laplacian|), the FD's mean term (where the features' average lies) and how far the class
+does. Beside fashion-FD, what the pictures are: FD's mean term (where the features' average lies), their variety (the
+features' total variance), how much of each picture is foreground, its detail (mean |Laplacian|) and how far the class
 mix is from the test set's.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -38,8 +39,6 @@ LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).v
 
 def weights_digest(model_dir: str) -> str:
     """sha256 of the model's UNet weights: which model a result measured, whatever its folder is called."""
-    import hashlib
-
     (weights,) = sorted(Path(model_dir, "unet").glob("diffusion_pytorch_model.*"))[:1]
     return hashlib.sha256(weights.read_bytes()).hexdigest()
 
