@@ -3,7 +3,7 @@
     python -m benchmarks.ddim_gap --out gap.json    # about 25 minutes on 2 cores at n = 1000
     python -m benchmarks --ddim-gap gap.json --update --skip-speed --skip-digits --skip-quality --fashion-card
 
-Every row starts from the same n noises as the fashion rows of `python -m benchmarks` (batches of 250, seeds 1000 + i),
+Every row starts from the same n noises as the fashion rows of `python -m benchmarks` (`quality.generate_many`),
 network in bf16. Against the Space's DDIM-50 (50 evenly spaced timesteps from T - 1, x̂0 clipped to [-1, 1] and eps
 re-derived from the clipped x̂0, as improved-diffusion's DDIM does), each variant changes one thing: quadratic timesteps
 (the DDIM paper's CIFAR-10 choice, denser near t = 0), no clipping, eta 0.5, or all 1000 steps (no step-count error
@@ -140,7 +140,7 @@ def measure(model_dir: str, n: int, batch: int = 250, bootstrap: int = 200, prec
     rows, boots = {}, {}
     for name, fn in plan(m, precision):
         t0 = time.perf_counter()
-        x = torch.cat([fn(min(batch, n - i), torch.Generator().manual_seed(1000 + i)) for i in range(0, n, batch)])
+        x = q.generate_many(m, n, batch, draw=fn)
         f = fb.features(net, x)
         boots[name] = q.bootstrap_fd(f, f_test, bootstrap)
         rows[name] = {

@@ -122,12 +122,11 @@ def classify(net: DigitNet, x_metric: torch.Tensor) -> dict:
     return {"confident": float((conf > 0.9).float().mean()), "mean_confidence": float(conf.mean()), "histogram": hist.tolist()}
 
 
-def generate_many(m, n: int, batch: int, seed: int = 1000, **kwargs) -> torch.Tensor:
-    """n samples in batches, batch i seeded with seed + i."""
-    out = []
-    for i in range(0, n, batch):
-        out.append(sample(m.unet, m.scheduler, min(batch, n - i), generator=torch.Generator().manual_seed(seed + i), **kwargs))
-    return torch.cat(out)
+def generate_many(m, n: int, batch: int, seed: int = 1000, draw=None, **kwargs) -> torch.Tensor:
+    """n samples in batches, batch i seeded with seed + i: `sample(..., **kwargs)`, or `draw(batch_size, generator)`
+    for a sampler written elsewhere that draws its x_T first from the generator (then on the same noises)."""
+    draw = draw or (lambda b, g: sample(m.unet, m.scheduler, b, generator=g, **kwargs))
+    return torch.cat([draw(min(batch, n - i), torch.Generator().manual_seed(seed + i)) for i in range(0, n, batch)])
 
 
 def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float, float]:
