@@ -553,6 +553,8 @@ def _resume(run: Run) -> None:
         accelerator.print(f"no checkpoint in {run.out / CHECKPOINTS}: starting a new run")
         return
     accelerator.load_state(str(path))
+    if run.ema is not None:  # EMAModel.load_state_dict leaves its shadow weights where the file was read: the CPU
+        run.ema.to(accelerator.device)
     run.step = run.first_step = int(path.name.split("-")[-1])
     accelerator.print(f"resumed from {path} at step {run.step}")
 

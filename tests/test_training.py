@@ -141,11 +141,16 @@ def test_sigkilled_run_resumes_to_the_same_weights(tmp_path):
 @pytest.mark.parametrize("device", DEVICES)
 def test_training_runs_on_every_device_with_the_images_kept_there(device, tmp_path):
     """The same command on each device present (the CPU everywhere; CUDA where a GPU is): on a GPU the in-memory
-    images live in its memory, so no batch is copied from the host; the model it writes samples in range."""
-    out = tmp_path / device
-    r = run(train_cmd(out, "--max_train_steps", "6"), base_env(**({"ACCELERATE_USE_CPU": "1"} if device == "cpu" else {})))
+    images live in its memory, so no batch is copied from the host; a run resumed from a checkpoint trains on (the
+    EMA's weights come back from the file on the CPU: on CUDA its first step failed until they were moved); the model
+    it writes samples in range."""
+    out, env = tmp_path / device, base_env(**({"ACCELERATE_USE_CPU": "1"} if device == "cpu" else {}))
+    r = run(train_cmd(out, "--max_train_steps", "6", "--checkpointing_steps", "3"), env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"1437 images (in {device} memory)" in r.stdout and f"1 process(es) on {device}" in r.stdout
+    r = run(train_cmd(out, "--max_train_steps", "6", "--resume_from_checkpoint", "checkpoint-3"), env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resumed from" in r.stdout and "at step 3" in r.stdout
     model = load_pipeline(str(out))
     x = sample(model.unet, model.scheduler, 2, sampler="ddim", num_inference_steps=4)
     assert torch.isfinite(x).all() and x.abs().max() <= 1.0
