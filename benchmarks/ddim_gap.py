@@ -133,7 +133,7 @@ def plan(m, precision: str) -> list[tuple[str, object]]:
 
 
 def measure(model_dir: str, n: int, batch: int = 250, bootstrap: int = 200, precision: str = "bf16") -> dict:
-    net, acc = fb.train_classifier()
+    net, acc = fb.classifier()
     x_test, _ = fb.split_tensor("test")
     f_test = fb.features(net, x_test)
     m = load_pipeline(model_dir)

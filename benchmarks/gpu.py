@@ -180,7 +180,7 @@ def compare(models: list[str], n: int, batch: int, device: str, save: Path | Non
     from benchmarks.failures import space_samplers
     from ddpm.hub import load_pipeline
 
-    net, acc = fashion.train_classifier()
+    net, acc = fashion.classifier()
     x_test, _ = fashion.split_tensor("test")
     f_test = fashion.features(net, x_test)
     out = {"machine": machine(), "n": n, "classifier_accuracy": acc, "models": {}}

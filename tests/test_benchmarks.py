@@ -41,6 +41,24 @@ def test_bootstrap_fd_spread_is_the_sampling_noise():
     assert 3 < b_small.std() / b_large.std() < 8
 
 
+def test_fashion_fd_scores_through_the_shipped_classifier(tmp_path):
+    """fashion-FD's feature network is the file beside the benchmark, not a network trained in the run (trained on
+    another device it comes out another network, and scores of different networks do not compare): it loads,
+    classifies the test images as it did when written, and its features tell a shifted set apart."""
+    from benchmarks import fashion
+
+    net, acc = fashion.classifier()
+    assert fashion.CLASSIFIER.is_file() and acc == pytest.approx(0.891, abs=0.0005)
+    real, _ = fashion.split_tensor("test")
+    f_a, f_b = fashion.features(net, real[:2000]), fashion.features(net, real[2000:4000])
+    assert frechet_distance(f_a, f_b) < 0.5 * frechet_distance(f_a, fashion.features(net, (real[2000:4000] + 0.6)))
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    from safetensors import SafetensorError
+
+    with pytest.raises(SafetensorError):  # a broken file is an error, never a silently retrained network
+        fashion.classifier(tmp_path / "empty.safetensors")
+
+
 def test_the_blow_up_check_flags_broken_pictures_and_no_real_image():
     """Blown up: values far outside [-1, 1] before the clamp, or a flat picture (uniform, all white, all black); none
     of Fashion-MNIST's 10,000 test images nor of the digits' test split counts, each kind of broken picture does."""
