@@ -67,7 +67,7 @@ HELP = {
     "save_images_epochs": "the same every N epochs (diffusers' flag; overrides --save_images_steps)",
     "save_model_epochs": "also write the model folder every N epochs (diffusers' flag)",
     "eval_batch_size": "images in the sample grids (0: no grids)",
-    "eval_sampler": "sampler of the progress grids: ddpm | respaced | ddim",
+    "eval_sampler": "sampler of the progress grids: ddpm | respaced | ddim | dpm2m",
     "eval_steps": "steps of the progress grids' sampler",
     "logging_steps": "log loss, learning rate and throughput every N steps",
     "report_to": "tensorboard | wandb | comet_ml | ... , several separated by commas, all, or none",

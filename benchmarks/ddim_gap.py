@@ -1,17 +1,18 @@
 """Where DDIM-50's gap to ancestral sampling comes from on the 28 px Fashion-MNIST model: the sampler or the network.
 
-    python -m benchmarks.ddim_gap --out gap.json    # about 25 minutes on 2 cores at n = 1000
+    python -m benchmarks.ddim_gap --out gap.json    # about 55 minutes on 2 cores at n = 1000 (25 with --precision bf16)
     python -m benchmarks --ddim-gap gap.json --update --skip-speed --skip-digits --skip-quality --fashion-card
 
 Every row starts from the same n noises as the fashion rows of `python -m benchmarks` (`quality.generate_many`),
-network in bf16. Against the Space's DDIM-50 (50 evenly spaced timesteps from T - 1, x̂0 clipped to [-1, 1] and eps
-re-derived from the clipped x̂0, as improved-diffusion's DDIM does), each variant changes one thing: quadratic timesteps
-(the DDIM paper's CIFAR-10 choice, denser near t = 0), no clipping, eta 0.5, or all 1000 steps (no step-count error
-left). diffusers' own `DDIMScheduler` as it ships (its "leading" timesteps 980 ... 0, x̂0 clipped but the network's own
-eps kept) is what a diffusers user gets from this model; with `use_clipped_model_output=True` it re-derives eps as ours
-does. Beside fashion-FD, what the pictures are: FD's mean term (where the features' average lies), their variety (the
-features' total variance), how much of each picture is foreground, its detail (mean |Laplacian|) and how far the class
-mix is from the test set's.
+network in fp32 as there (bf16 with --precision bf16). Against the Space's DDIM-50 (50 evenly spaced timesteps from T
+- 1, x̂0 clipped to [-1, 1] and eps re-derived from the clipped x̂0, as improved-diffusion's DDIM does), each variant
+changes one thing: quadratic timesteps (the DDIM paper's CIFAR-10 choice, denser near t = 0), no clipping, eta 0.5, a
+second-order step over the same timesteps (DPM-Solver++ 2M, the Space's default), or all 1000 steps (no step-count
+error left). diffusers' own `DDIMScheduler` as it ships (its "leading" timesteps 980 ... 0, x̂0 clipped but the
+network's own eps kept) is what a diffusers user gets from this model; with `use_clipped_model_output=True` it re-
+derives eps as ours does. Beside fashion-FD, what the pictures are: FD's mean term (where the features' average lies),
+their variety (the features' total variance), how much of each picture is foreground, its detail (mean |Laplacian|)
+and how far the class mix is from the test set's.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ def plan(m, precision: str) -> list[tuple[str, object]]:
         ("ddim-50 quadratic timesteps", from_noise(lambda x: ddim_over(m, x, quadratic_timesteps(T, 50), precision))),
         ("ddim-50 unclipped", library(sampler="ddim", num_inference_steps=50, clip_sample=False)),
         ("ddim-50 eta 0.5", library(sampler="ddim", num_inference_steps=50, eta=0.5)),
+        ("ddim-50 second order (DPM-Solver++ 2M)", library(sampler="dpm2m", num_inference_steps=50)),
         ("diffusers DDIMScheduler, 50 steps", from_noise(lambda x: diffusers_ddim(m, x, 50, precision))),
         (
             "diffusers DDIMScheduler, 50 steps, use_clipped_model_output",
@@ -132,7 +134,7 @@ def plan(m, precision: str) -> list[tuple[str, object]]:
     ]
 
 
-def measure(model_dir: str, n: int, batch: int = 250, bootstrap: int = 200, precision: str = "bf16") -> dict:
+def measure(model_dir: str, n: int, batch: int = 250, bootstrap: int = 200, precision: str = "fp32") -> dict:
     net, acc = fb.classifier()
     x_test, _ = fb.split_tensor("test")
     f_test = fb.features(net, x_test)
@@ -275,7 +277,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="pretrained/ddpm-fashion")
     p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--out", required=True, help="the JSON result, for `python -m benchmarks --ddim-gap`")
     a = p.parse_args()
     result = measure(a.model, a.n, precision=a.precision)

@@ -39,7 +39,7 @@ def failures(x: torch.Tensor) -> dict:
 
 def space_samplers(clip: bool, precision: str, ancestral: bool = True) -> list[tuple[str, dict]]:
     """What the Space offers, each at its default steps (ancestral all T, unless `ancestral` is False: the longest
-    row; respaced and DDIM 50)."""
+    row; respaced, DDIM and DPM-Solver++ 2M 50)."""
     suffix = "" if clip else " unclipped"
     common = {"clip_sample": clip, "precision": precision}
     rows = [
@@ -47,6 +47,7 @@ def space_samplers(clip: bool, precision: str, ancestral: bool = True) -> list[t
         (f"respaced-50{suffix}", {"sampler": "respaced", "num_inference_steps": 50, **common}),
         (f"ddim-50{suffix}", {"sampler": "ddim", "num_inference_steps": 50, "eta": 0.0, **common}),
         (f"ddim-50 eta 1{suffix}", {"sampler": "ddim", "num_inference_steps": 50, "eta": 1.0, **common}),
+        (f"dpm2m-50{suffix}", {"sampler": "dpm2m", "num_inference_steps": 50, **common}),
     ]
     return rows if ancestral else rows[1:]
 

@@ -406,6 +406,38 @@ class DDPMScheduler(SchedulerMixin):
             x_prev = x_prev + _broadcast(sigma, x_t) * z
         return DDPMSchedulerOutput(prev_sample=x_prev, pred_original_sample=pred_x0)
 
+    def half_log_snr(self, t) -> torch.Tensor:
+        """lambda_t = log(sqrt(abar_t) / sqrt(1 - abar_t)), half the log signal-to-noise ratio (float64); +inf at t = -1 (x_0)."""
+        t = torch.as_tensor(t, dtype=torch.long).cpu()
+        abar = torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], torch.ones((), dtype=torch.float64))
+        return 0.5 * (torch.log(abar) - torch.log1p(-abar))
+
+    def dpm_solver_2m_step(
+        self, model_output: torch.Tensor, t, x_t: torch.Tensor, prev_t, last: tuple[torch.Tensor, int] | None = None
+    ) -> DDPMSchedulerOutput:
+        """DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2) from t to prev_t: DDIM's deterministic step, second order.
+
+        With lambda the half log-SNR (`half_log_snr`) and h = lambda_prev - lambda_t, DDIM (eta 0) reads
+
+        x_prev = sqrt(1 - abar_prev) / sqrt(1 - abar_t) x_t - sqrt(abar_prev) (exp(-h) - 1) D,   D = x0_hat;
+
+        2M replaces D by the line through this step's x0_hat and the previous step's, `last = (x0_hat_last, t_last)`:
+        D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_last, r = h_last / h, h_last = lambda_t - lambda_{t_last}.
+        The first step (no `last`) and the step into x_0 (prev_t = -1, h infinite) stay first order: DDIM's.
+        The same network calls as DDIM; x0_hat is clipped as the scheduler's `clip_sample` says.
+        """
+        _, _, abar, abar_prev = self._step_quantities(t, prev_t)
+        pred_x0 = self._clip(self.predict_x0(model_output, x_t, t))
+        lam, lam_prev = self.half_log_snr(t), self.half_log_snr(prev_t)
+        D = pred_x0
+        if last is not None and int(prev_t) >= 0:
+            r = (lam - self.half_log_snr(last[1])) / (lam_prev - lam)
+            D = _broadcast(1 + 0.5 / r, x_t) * pred_x0 - _broadcast(0.5 / r, x_t) * last[0]
+        coef_x = torch.sqrt((1.0 - abar_prev) / (1.0 - abar))
+        coef_d = -torch.sqrt(abar_prev) * torch.expm1(-(lam_prev - lam))
+        x_prev = _broadcast(coef_x, x_t) * x_t + _broadcast(coef_d, x_t) * D
+        return DDPMSchedulerOutput(prev_sample=x_prev, pred_original_sample=pred_x0)
+
     # ------------------------------------------------------------------ diffusers' sampling interface
     def scale_model_input(self, sample: torch.Tensor, timestep=None) -> torch.Tensor:
         """DDPM needs no input scaling (diffusers interface)."""

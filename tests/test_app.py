@@ -108,12 +108,12 @@ def test_generate_through_the_api(server, bundled):
     got = np.asarray(Image.open(preview))
     assert np.abs(got.astype(int) - expected_grid(bundled, 7, 4, 25).astype(int)).max() <= 1
     preview, status, *_ = client.predict(7, 4, DDIM, 25, 0.0, False, "bf16: faster on CPUs with bfloat16", api_name="/generate")
-    assert status.startswith("done: 25 steps") and status.endswith("(seed 7, bf16, x̂0 clipped)")
+    assert status.startswith("done: 25 steps") and status.endswith("(DDIM, seed 7, bf16, x̂0 clipped)")
     fast = np.asarray(Image.open(preview)).astype(int)
     assert 0 < np.abs(fast - got).mean() < 12  # the same picture to the eye (mean grey-level difference), not the same bits
     article = "no clipping, as Algorithm 2 of the paper writes it"
     preview, status, *_ = client.predict(7, 4, DDIM, 25, 0.0, False, FP32, article, api_name="/generate")
-    assert status.endswith("(seed 7, fp32, x̂0 not clipped)")
+    assert status.endswith("(DDIM, seed 7, fp32, x̂0 not clipped)")
     unclipped = expected_grid(bundled, 7, 4, 25, clip_sample=False).astype(int)
     assert np.abs(np.asarray(Image.open(preview)).astype(int) - unclipped).max() <= 1
 
@@ -287,6 +287,8 @@ def test_browser_click_generate(server, tmp_path):
         assert arrival.evaluate("img => img.complete && img.naturalWidth > 0")
         page.get_by_role("button", name="Generate", exact=True).click(timeout=60_000)
         page.get_by_text("done:", exact=False).wait_for(timeout=240_000)
+        assert page.get_by_text("done: 50 steps for 16 image(s)", exact=False).first.is_visible()
+        assert page.get_by_text("(DPM-Solver++ 2M, seed 0, ", exact=False).first.is_visible()  # the default sampler
         page.locator("img[src*='trajectory.gif']").first.wait_for(timeout=60_000)
         page.get_by_text("t = 0 (x_0)", exact=True).first.wait_for(timeout=60_000)
         assert page.locator("img[src*='0000.png']").count() >= 1

@@ -81,6 +81,26 @@ def test_ddim_eta0_step_is_the_formula():
     assert torch.allclose(s.ddim_step(eps, t, x, prev).prev_sample, expected)
 
 
+def test_dpm2m_is_ddim_at_its_first_step_and_second_order_after():
+    """`dpm_solver_2m_step`'s docstring, term by term: with no previous x0_hat it is DDIM (eta 0); given one it
+    moves along D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_last, r = h_last / h, in the half log-SNR lambda."""
+    s = DDPMScheduler(num_train_timesteps=100)
+    x, eps = (torch.randn(1, 1, 4, 4, generator=gen(i), dtype=torch.float64) for i in (0, 1))
+    t_last, t, prev = 90, 60, 30
+    assert torch.allclose(s.dpm_solver_2m_step(eps, t, x, prev).prev_sample, s.ddim_step(eps, t, x, prev).prev_sample)
+    a = s.alphas_cumprod
+    lam = {k: 0.5 * torch.log(a[k] / (1 - a[k])) for k in (t_last, t, prev)}
+    x0 = (x - (1 - a[t]).sqrt() * eps) / a[t].sqrt()
+    x0_last = torch.randn(1, 1, 4, 4, generator=gen(2), dtype=torch.float64)
+    r = (lam[t] - lam[t_last]) / (lam[prev] - lam[t])
+    d = (1 + 1 / (2 * r)) * x0 - 1 / (2 * r) * x0_last
+    expected = ((1 - a[prev]) / (1 - a[t])).sqrt() * x - a[prev].sqrt() * (torch.exp(lam[t] - lam[prev]) - 1) * d
+    got = s.dpm_solver_2m_step(eps, t, x, prev, last=(x0_last, t_last))
+    assert torch.allclose(got.prev_sample, expected) and torch.allclose(got.pred_original_sample, x0)
+    into_x0 = s.dpm_solver_2m_step(eps, 0, x, -1, last=(x0_last, 30))  # h is infinite: first order, x_0 = x0_hat
+    assert torch.allclose(into_x0.prev_sample, into_x0.pred_original_sample)
+
+
 def test_bad_arguments():
     unet = tiny_unet()
     s = DDPMScheduler(num_train_timesteps=10)
@@ -117,7 +137,7 @@ class WildNetwork(torch.nn.Module):
         return self.scale * torch.sin(3.0 * x + 0.01 * t.float())
 
 
-WALKS = [("ddpm", None, 0.0), ("respaced", 10, 0.0), ("ddim", 10, 0.0), ("ddim", 10, 1.0)]
+WALKS = [("ddpm", None, 0.0), ("respaced", 10, 0.0), ("ddim", 10, 0.0), ("ddim", 10, 1.0), ("dpm2m", 10, 0.0)]
 
 
 @pytest.mark.parametrize(("sampler", "steps", "eta"), WALKS)

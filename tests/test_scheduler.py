@@ -11,6 +11,7 @@ from diffusers import DDPMScheduler as DiffusersDDPMScheduler
 from helpers import tiny_unet
 
 from ddpm import DDPMScheduler
+from ddpm.sampling import sampling_timesteps
 
 
 def gen(seed=0):
@@ -224,6 +225,34 @@ def test_ddim_step_equals_diffusers_ddim_scheduler(clip_sample):
     raw = theirs.step(eps, 500, x, eta=0.0).prev_sample  # diffusers' default: the same only where nothing is clipped
     rederived = theirs.step(eps, 500, x, eta=0.0, use_clipped_model_output=True).prev_sample
     assert ((raw - rederived).abs().max() > 1e-2) == clip_sample
+
+
+@pytest.mark.parametrize("clip_sample", [False, True])
+def test_dpm_solver_2m_walk_equals_diffusers_dpm_solver_multistep(clip_sample):
+    """A whole 20-step walk of `dpm_solver_2m_step` (each step given the previous step's x0_hat) is diffusers'
+    `DPMSolverMultistepScheduler` with algorithm_type "dpmsolver++", solver_order 2, over the same timesteps; our
+    clipping is its thresholding with sample_max_value 1 (the threshold can then only be 1: a clamp to [-1, 1])."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    ours = DDPMScheduler(clip_sample=clip_sample)
+    theirs = DPMSolverMultistepScheduler.from_config(
+        ours.config, algorithm_type="dpmsolver++", solver_order=2, thresholding=clip_sample, sample_max_value=1.0
+    )
+    w = 0.4 * torch.randn(2, 2, generator=gen(3))
+
+    def network(x, t):  # a smooth eps_theta that mixes channels and depends on t
+        return torch.tanh(torch.einsum("ij,bjhw->bihw", w, x) * (1 + t / 1000) + 0.3)
+
+    timesteps = sampling_timesteps(1000, 20)
+    theirs.set_timesteps(timesteps=timesteps)
+    x = y = torch.randn(3, 2, 4, 4, generator=gen(4))
+    last = None
+    for i, t in enumerate(timesteps):
+        out = ours.dpm_solver_2m_step(network(x, t), t, x, timesteps[i + 1] if i + 1 < len(timesteps) else -1, last)
+        x, last = out.prev_sample, (out.pred_original_sample, t)
+        y = theirs.step(network(y, t), t, y).prev_sample
+        assert torch.allclose(x, y, atol=1e-5), t
+    assert (x.abs().max() <= 1.0) == clip_sample  # the walk ends on x0_hat: clipped or not
 
 
 def test_full_200_step_pipeline_run_equals_diffusers():

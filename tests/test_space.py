@@ -19,6 +19,7 @@ from ddpm import DDPMScheduler, space
 from ddpm.data import LabelledArrays, save_held_out
 from ddpm.hub import ModelLoadError, load_pipeline, save_pipeline
 from ddpm.limits import Cost, Limits
+from ddpm.sampling import sample
 from ddpm.visualize import grid
 
 
@@ -89,6 +90,24 @@ def test_same_seed_same_images_as_diffusers_pipeline(model, model_dir, tmp_path,
     assert np.abs(ours.astype(int) - expected.astype(int)).max() <= 1
     again = list(space.generate(model, settings, tmp_path / "again"))[-1]
     assert np.array_equal(np.asarray(Image.open(again.gallery[-1][0])), ours)
+
+
+def test_the_default_sampler_is_dpm_solver_and_shows_its_images(model, tmp_path):
+    """The Generate tab's default sampler is DPM-Solver++ 2M; a run of it through the Space shows exactly what
+    `sample(..., sampler="dpm2m")` gives for that seed, and its status names it."""
+    from ddpm.space.handlers import FAST_LABEL
+
+    settings = space.check_settings(model, 5, 4, FAST_LABEL, 12, 0.0, False)
+    assert settings.sampler == space.FAST_SAMPLER == "dpm2m"
+    final = list(space.generate(model, settings, tmp_path))[-1]
+    assert final.status.startswith("done: 12 steps for 4 image(s)") and "(DPM-Solver++ 2M, seed 5, fp32" in final.status
+    g = torch.Generator().manual_seed(5)
+    x = sample(model.unet, model.scheduler, 4, sampler="dpm2m", num_inference_steps=12, generator=g, clip_sample=True)
+    expected = np.asarray(grid(x, nrow=2, scale=space.picture_scale(8, 4)))
+    assert np.abs(np.asarray(Image.open(final.gallery[-1][0])).astype(int) - expected.astype(int)).max() <= 1
+    ddim = space.check_settings(model, 5, 4, "ddim", 12, 0.0, False)
+    assert not np.array_equal(np.asarray(Image.open(list(space.generate(model, ddim, tmp_path / "d"))[-1].gallery[-1][0])),
+                              np.asarray(Image.open(final.gallery[-1][0])))  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -482,7 +501,7 @@ def test_google_ddpm_cifar10_loads_with_the_default_budget_and_gets_what_fits(tm
         r"[1-3] image\(s\)),",
         note,
     ), note  # on 2 cores: at most a few images with all the steps
-    assert re.search(r"50 DDIM steps for ([2-9]|1[0-6]) image\(s\)", note), note  # a few images with DDIM
+    assert re.search(r"50 DPM-Solver\+\+ or DDIM steps for ([2-9]|1[0-6]) image\(s\)", note), note  # a few, 50 steps
     assert re.search(
         r"REFUSED 16 image\(s\) x 1000 steps would take about \d+ s here; this Space serves requests up "
         r"to 60 s: (1 image fits up to \d+ steps|[1-3] image\(s\) at 1000 steps fit)",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from diffusers import DDIMPipeline, DDPMPipeline
+from diffusers import DDIMPipeline, DDPMPipeline, DPMSolverMultistepScheduler
 from helpers import DEVICES, python_path
 from hub_server import FakeHub
 
@@ -284,6 +284,7 @@ def test_model_card_of_a_local_model_loads_it_from_its_folder(tmp_path):
     assert f"MODEL_ID={out.as_posix()} python app.py" in card
     assert f'DDPMPipeline.from_pretrained("{out.as_posix()}")' in card
     assert f'ddim = DDIMPipeline.from_pretrained("{out.as_posix()}")' in card and "use_clipped_model_output=True" in card
+    assert 'DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace", thresholding' in card
 
 
 def test_output_folder_is_a_diffusers_ddpm_pipeline(pushed):
@@ -304,6 +305,18 @@ def test_output_folder_is_a_diffusers_ddpm_pipeline(pushed):
                   use_clipped_model_output=True, output_type="pt").images  # fmt: skip
     x = sample(ours.unet, ours.scheduler, 2, sampler="ddim", num_inference_steps=20, generator=torch.Generator().manual_seed(2))
     assert torch.allclose((x / 2 + 0.5).clamp(0, 1), theirs, atol=1e-3)
+    # the card's DPM-Solver++ line: diffusers' DPMSolverMultistepScheduler in the same pipeline takes our dpm2m steps
+    # (16 steps: below 15 diffusers makes its second-last step first order too)
+    config = dict(timestep_spacing="linspace", thresholding=True)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, **config)
+    theirs = pipe(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=16, output_type="pt").images
+    walk = [int(t) for t in pipe.scheduler.timesteps] + [-1]
+    x, last = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(3)), None
+    with torch.no_grad():
+        for t, prev in zip(walk, walk[1:], strict=False):
+            out = ours.scheduler.dpm_solver_2m_step(ours.unet(x, torch.tensor(t)).sample, t, x, prev, last)
+            x, last = out.prev_sample, (out.pred_original_sample, t)
+    assert walk[0] == 19 and torch.allclose((x / 2 + 0.5).clamp(0, 1), theirs, atol=1e-3)
 
 
 # --------------------------------------------------------------------- bad input
@@ -315,7 +328,7 @@ def test_output_folder_is_a_diffusers_ddpm_pipeline(pushed):
         (["--resolution", "10"], "resolution 10 does not fit the 'tiny' preset: use a multiple of 4"),
         (["--channels", "2"], "--channels must be 1 (grayscale) or 3 (RGB), got 2"),
         (["--push_to_hub"], "--push_to_hub: could not create the model repo out on the Hub"),  # offline here
-        (["--eval_sampler", "foo"], "unknown eval_sampler 'foo': use one of ddpm, respaced, ddim"),
+        (["--eval_sampler", "foo"], "unknown eval_sampler 'foo': use one of ddpm, respaced, ddim, dpm2m"),
         (["--loss_type", "foo"], "unknown loss_type 'foo': use one of l2, l1, huber"),
         (["--max_train_steps", "0"], "--max_train_steps 0 would train nothing: give 1 or more"),
         (["--max_train_steps", "-5"], "--max_train_steps -5 would train nothing"),

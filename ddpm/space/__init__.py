@@ -42,6 +42,7 @@ from .runtime import Serialized, WorkDirs, on_gpu, pick_device
 from .settings import (
     CLIP_LABELS,
     CLIP_NOTE,
+    FAST_SAMPLER,
     MAX_IMAGES,
     MAX_SEED,
     PRECISION_LABELS,
@@ -77,6 +78,7 @@ __all__ = [
     "CLIP_LABELS",
     "CLIP_NOTE",
     "DIGITS_MODEL",
+    "FAST_SAMPLER",
     "GALLERY_FRAMES",
     "GIF_FRAMES",
     "MAX_IMAGES",

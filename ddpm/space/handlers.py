@@ -19,8 +19,8 @@ from . import guards
 
 log = logging.getLogger("ddpm.space")
 LIVE_FILES_KEPT = 2  # live previews on disk per run: the one shown and the one before it
-EXAMPLE_SECONDS = 10.0  # the arrival example of a model: DDIM-50, as many images (up to 16) as fit in this here
-DDIM_LABEL = next(label for label, name in space.SAMPLER_LABELS.items() if name == "ddim")
+EXAMPLE_SECONDS = 10.0  # the arrival example of a model: 50 fast steps, as many images (up to 16) as fit in this here
+FAST_LABEL = next(label for label, name in space.SAMPLER_LABELS.items() if name == space.FAST_SAMPLER)
 HELD_OUT, UPLOADED = "held-out test image", "uploaded image"
 CLIPPED = next(label for label, clip in space.CLIP_LABELS.items() if clip)
 _refuse = guards.refuse
@@ -61,12 +61,12 @@ class Handlers:
         T = model.scheduler.num_train_timesteps
         steps = min(T, 50)
         n = max(1, space.cost_of(model).images_that_fit(steps, EXAMPLE_SECONDS))
-        settings = space.check_settings(model, 0, n, "ddim", steps, 0.0, False, space.default_precision())
+        settings = space.check_settings(model, 0, n, space.FAST_SAMPLER, steps, 0.0, False, space.default_precision())
         folder = self.dirs.example(name)
         *_, done = space.generate(model, settings, folder, min_interval=1e9)
         done.preview.save(folder / "x0.png")
         done.preview = str(folder / "x0.png")
-        done.status = (f"An example, made when this model loaded: DDIM, {steps} steps, {n} image(s), seed 0. "
+        done.status = (f"An example, made when this model loaded: DPM-Solver++ 2M, {steps} steps, {n} image(s), seed 0. "
                        "Press **Generate** for your own.")  # fmt: skip
         self.examples[name] = done
         while len(self.examples) > 16:
@@ -112,7 +112,7 @@ class Handlers:
             gr.Slider(maximum=T, value=min(T, 50)),
             *self.run_values(self.example(new_name, model)),
             *self.schedule(new_name),
-            self.estimate(new_name, 16, DDIM_LABEL, min(T, 50)),
+            self.estimate(new_name, 16, FAST_LABEL, min(T, 50)),
         )
 
     @staticmethod

@@ -16,7 +16,10 @@ SAMPLER_LABELS = {
     "DDPM ancestral, all T steps (Algorithm 2)": "ddpm",
     "DDPM respaced (fewer steps)": "respaced",
     "DDIM (fewer steps, eta)": "ddim",
+    "DPM-Solver++ 2M (fewer steps, second order)": "dpm2m",
 }
+FAST_SAMPLER = "dpm2m"  # the default: DDIM's network calls, a second-order step (benchmarks/RESULTS.md measures both)
+SAMPLER_NAMES = {"ddpm": "ancestral", "respaced": "respaced DDPM", "ddim": "DDIM", "dpm2m": "DPM-Solver++ 2M"}
 
 
 def shown(text: str, limit: int = 60) -> str:
@@ -56,6 +59,12 @@ class Settings:
     show_x0: bool
     precision: str = "fp32"
     clip: bool = True
+
+    @property
+    def sampler_name(self) -> str:
+        """The sampler in a few words, as the status line names it ("DDIM, eta 0.5")."""
+        name = SAMPLER_NAMES[self.sampler]
+        return f"{name}, eta {self.eta:g}" if self.sampler == "ddim" and self.eta else name
 
 
 def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta, show_x0, precision="fp32",
@@ -120,7 +129,8 @@ def check_work(model: LoadedModel, settings: Settings, limits: Limits, start: in
 
 def budget_note(model: LoadedModel, limits: Limits) -> str:
     """What this model can do here within a request's budget, from its measured cost: how many images all T steps
-    and 50 DDIM steps allow (said when a model loads, so a visitor picks a request that fits)."""
+    and 50 steps of a fast sampler (DPM-Solver++, DDIM) allow (said when a model loads, so a visitor picks a request
+    that fits)."""
     cost, T = cost_of(model), model.scheduler.num_train_timesteps
     step_ms = cost.seconds(1, 1) * 1000
     budget = limits.max_request_s
@@ -129,9 +139,9 @@ def budget_note(model: LoadedModel, limits: Limits) -> str:
         n = cost.images_that_fit(calls, budget)
         return f"{n} image(s)" if n else f"no image (1 image fits {cost.steps_that_fit(1, budget)} steps)"
 
-    ddim = min(T, 50)
+    fast = min(T, 50)
     device = next(model.unet.parameters()).device.type
     return (
         f"On this machine ({device}) one step of one image takes about {step_ms:.0f} ms: within this Space's {budget:g} s a "
-        f"request, all {T} steps fit for {fits(T)}, {ddim} DDIM steps for {fits(ddim)}."
+        f"request, all {T} steps fit for {fits(T)}, {fast} DPM-Solver++ or DDIM steps for {fits(fast)}."
     )

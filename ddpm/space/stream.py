@@ -177,7 +177,7 @@ def generate(
         picture = side_by_side(before, picture)
     clipped = "x̂0 clipped" if settings.clip else "x̂0 not clipped"
     status = (f"done: {n} steps for {settings.num_images} image(s) in {elapsed:.1f} s "
-              f"(seed {settings.seed}, {settings.precision}, {clipped})")  # fmt: skip
+              f"({settings.sampler_name}, seed {settings.seed}, {settings.precision}, {clipped})")  # fmt: skip
     yield Update(picture, status, n, n, gif=str(gif), gallery=captions, download=str(zip_path), scrub=scrub)
 
 
