@@ -419,6 +419,15 @@ def more_ddim(rows: dict) -> list[int]:
     return sorted(int(k.split("-")[1]) for k in rows if k.startswith("ddim-") and k[5:].isdigit() and k != "ddim-50")
 
 
+def best_samplers(rows: dict) -> str:
+    """Which samplers the card recommends for the best images: DPM-Solver++ 2M beside all T ancestral steps only where
+    its 50 steps score within 1.2x of them."""
+    full, steps = rows["ancestral"]["fd"], rows["ancestral"]["steps"]
+    if "dpm2m-50" in rows and rows["dpm2m-50"]["fd"] <= 1.2 * full:
+        return f"DPM-Solver++ 2M or all {steps} ancestral steps give the best images"
+    return f"use all {steps} ancestral steps for the best images"
+
+
 def deterministic_gap(rows: dict) -> str:
     """What DDIM with all T steps says about DDIM-50's gap to ancestral sampling: the share of it that remains with
     as many steps as ancestral sampling takes is deterministic (ODE) sampling, not the step count."""
@@ -486,11 +495,7 @@ def card_quality(f: dict, model_dir: str | None = None) -> str:
         + f"Limitations, measured: the first-order few-step samplers' images are clothes but farther from the data than "
         f"ancestral sampling's (DDIM-50 {rows['ddim-50']['fd'] / full:.2f}x its fashion-FD"
         + "".join(f", DDIM-{k} {rows[f'ddim-{k}']['fd'] / full:.2f}x" for k in more_ddim(rows) if k != rows["ancestral"]["steps"])
-        + (
-            "); DPM-Solver++ 2M or all 1000 ancestral steps give the best images."
-            if "dpm2m-50" in rows and rows["dpm2m-50"]["fd"] <= 1.2 * full
-            else "); use all 1000 ancestral steps for the best images."
-        )
+        + f"); {best_samplers(rows)}."
         + deterministic_gap(rows)
         + gap_sentence(f, model_dir)
         + " Broken pictures: "

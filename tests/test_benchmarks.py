@@ -121,6 +121,17 @@ def test_the_card_says_how_much_of_the_ddim_gap_is_deterministic_sampling():
     assert "the step count holds most of it" in deterministic_gap(fashion_rows(4.0, 8.0, 4.4))
 
 
+def test_the_card_recommends_dpm_solver_only_where_it_scores_near_ancestral_sampling():
+    from benchmarks.fashion import best_samplers
+
+    rows = fashion_rows(4.0, 8.0, 6.0)
+    assert best_samplers(rows) == "use all 1000 ancestral steps for the best images"  # not measured
+    near = {**rows, "dpm2m-50": {"fd": 4.7, "fd_sd": 1.0, "steps": 50}}
+    assert best_samplers(near) == "DPM-Solver++ 2M or all 1000 ancestral steps give the best images"
+    far = {**rows, "dpm2m-50": {"fd": 5.0, "fd_sd": 1.0, "steps": 50}}  # 1.25x
+    assert best_samplers(far) == "use all 1000 ancestral steps for the best images"
+
+
 def test_the_gpu_speed_benchmark_runs_here_and_writes_each_row(tmp_path):
     """The same code on the CPU (where CI runs): each row of ours against the reference loop is written as it ends."""
     out = tmp_path / "gpu.json"
