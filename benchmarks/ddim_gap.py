@@ -4,15 +4,15 @@
     python -m benchmarks --ddim-gap gap.json --update --skip-speed --skip-digits --skip-quality --fashion-card
 
 Every row starts from the same n noises as the fashion rows of `python -m benchmarks` (`quality.generate_many`),
-network in fp32 as there (bf16 with --precision bf16). Against the Space's DDIM-50 (50 evenly spaced timesteps from T
-- 1, x̂0 clipped to [-1, 1] and eps re-derived from the clipped x̂0, as improved-diffusion's DDIM does), each variant
+network in fp32 as there (bf16 with --precision bf16). Against the Space's DDIM-50 (50 evenly spaced timesteps from
+T - 1, x̂0 clipped to [-1, 1] and eps re-derived from the clipped x̂0, as improved-diffusion's DDIM does), each variant
 changes one thing: quadratic timesteps (the DDIM paper's CIFAR-10 choice, denser near t = 0), no clipping, eta 0.5, a
 second-order step over the same timesteps (DPM-Solver++ 2M, the Space's default), or all 1000 steps (no step-count
 error left). diffusers' own `DDIMScheduler` as it ships (its "leading" timesteps 980 ... 0, x̂0 clipped but the
-network's own eps kept) is what a diffusers user gets from this model; with `use_clipped_model_output=True` it re-
-derives eps as ours does. Beside fashion-FD, what the pictures are: FD's mean term (where the features' average lies),
-their variety (the features' total variance), how much of each picture is foreground, its detail (mean |Laplacian|)
-and how far the class mix is from the test set's.
+network's own eps kept) is what a diffusers user gets from this model; with `use_clipped_model_output=True` it
+re-derives eps as ours does. Beside fashion-FD, what the pictures are: FD's mean term (where the features' average
+lies), their variety (the features' total variance), how much of each picture is foreground, its detail (mean
+|Laplacian|) and how far the class mix is from the test set's.
 """
 
 from __future__ import annotations
