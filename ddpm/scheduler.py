@@ -407,10 +407,10 @@ class DDPMScheduler(SchedulerMixin):
         return DDPMSchedulerOutput(prev_sample=x_prev, pred_original_sample=pred_x0)
 
     def half_log_snr(self, t) -> torch.Tensor:
-        """lambda_t = log(sqrt(abar_t) / sqrt(1 - abar_t)), half the log signal-to-noise ratio (float64); +inf at t = -1 (x_0)."""
+        """lambda_t = log(sqrt(abar_t) / sqrt(1 - abar_t)) = log(SNR(t)) / 2 (float64); +inf at t = -1 (x_0, abar = 1)."""
         t = torch.as_tensor(t, dtype=torch.long).cpu()
         abar = torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], torch.ones((), dtype=torch.float64))
-        return 0.5 * (torch.log(abar) - torch.log1p(-abar))
+        return 0.5 * torch.log(snr(abar))
 
     def dpm_solver_2m_step(
         self, model_output: torch.Tensor, t, x_t: torch.Tensor, prev_t, last: tuple[torch.Tensor, int] | None = None
