@@ -66,7 +66,7 @@ class Handlers:
         *_, done = space.generate(model, settings, folder, min_interval=1e9)
         done.preview.save(folder / "x0.png")
         done.preview = str(folder / "x0.png")
-        done.status = (f"An example, made when this model loaded: DPM-Solver++ 2M, {steps} steps, {n} image(s), seed 0. "
+        done.status = (f"An example, made when this model loaded: {settings.sampler_name}, {steps} steps, {n} image(s), seed 0. "
                        "Press **Generate** for your own.")  # fmt: skip
         self.examples[name] = done
         while len(self.examples) > 16:
