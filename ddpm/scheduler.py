@@ -219,24 +219,33 @@ class DDPMScheduler(SchedulerMixin):
             return x0
         return self.get_velocity(x0, noise, t)
 
-    def timestep_weights(self, weighting: str = "uniform", snr_gamma: float = 5.0) -> torch.Tensor:
-        """The weights w_t of L_gamma, one per timestep.
+    def eps_loss_weights(self) -> torch.Tensor:
+        """The w_t of L_gamma that this prediction type's squared error is, one per timestep.
 
-        "uniform": w_t = 1 (Ho et al. 2020). "min_snr": min-SNR-gamma (Hang et al. 2023), for eps prediction
-        w_t = min(SNR(t), gamma) / SNR(t); for v prediction divided by SNR(t) + 1 instead; for x_0 prediction
-        min(SNR(t), gamma).
+        Every target is a fixed linear function of eps given x_t: eps_hat - eps = sqrt(abar_t) (v_hat - v) and
+        x0_hat - x_0 = -(eps_hat - eps) / sqrt(SNR(t)), so ||v_hat - v||^2 = ||eps_hat - eps||^2 / abar_t and
+        ||x0_hat - x_0||^2 = ||eps_hat - eps||^2 / SNR(t): w_t = 1 ("epsilon", Ho et al.'s L_simple),
+        1 / abar_t ("v_prediction": up to 1 / abar_T at the noisiest step), 1 / SNR(t) ("sample").
+        """
+        if self.config.prediction_type == "epsilon":
+            return torch.ones_like(self.betas)
+        if self.config.prediction_type == "v_prediction":
+            return 1.0 / self.alphas_cumprod
+        return 1.0 / self.snr()
+
+    def timestep_weights(self, weighting: str = "uniform", snr_gamma: float = 5.0) -> torch.Tensor:
+        """The weights of the training loss on the network's own target, one per timestep.
+
+        "uniform": 1 (Ho et al. 2020: L_simple for eps; for another target L_gamma with its `eps_loss_weights`).
+        "min_snr": min-SNR-gamma (Hang et al. 2023), w_t = min(SNR(t), gamma) / SNR(t) on eps, so that divided by
+        `eps_loss_weights` on this target (v: min(SNR(t), gamma) / (SNR(t) + 1); x_0: min(SNR(t), gamma)).
         """
         if weighting == "uniform":
             return torch.ones_like(self.betas)
         if weighting != "min_snr":
             raise ValueError(f"unknown timestep weighting {weighting!r}: use 'uniform' or 'min_snr'")
         s = self.snr()
-        clipped = torch.clamp(s, max=snr_gamma)
-        if self.config.prediction_type == "epsilon":
-            return clipped / s
-        if self.config.prediction_type == "v_prediction":
-            return clipped / (s + 1)
-        return clipped
+        return torch.clamp(s, max=snr_gamma) / s / self.eps_loss_weights()
 
     def loss(
         self,

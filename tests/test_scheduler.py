@@ -163,12 +163,37 @@ def test_min_snr_weights_and_other_targets():
     assert torch.allclose(w, torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64)) / snr)
     assert w[0] < 1e-3 and w[-1] == 1.0
     assert torch.equal(s.timestep_weights(), torch.ones(1000, dtype=torch.float64))
+    clipped = torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64))  # diffusers' train_text_to_image.py's weights
+    assert torch.allclose(DDPMScheduler(prediction_type="v_prediction").timestep_weights("min_snr"), clipped / (snr + 1))
+    assert torch.allclose(DDPMScheduler(prediction_type="sample").timestep_weights("min_snr"), clipped)
     x0, eps, t = torch.randn(2, 1, 2, 2), torch.randn(2, 1, 2, 2), torch.tensor([3, 700])
     v = DDPMScheduler(prediction_type="v_prediction")
     xt = v.q_sample(x0, t, eps)
     target = v.training_target(x0, eps, t)
     assert torch.allclose(v.predict_x0(target, xt, t), x0, atol=1e-5)
     assert torch.equal(DDPMScheduler(prediction_type="sample").training_target(x0, eps, t), x0)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_each_target_is_l_gamma_on_eps_with_its_weights(prediction_type):
+    """A network's squared error on its own target equals w_t ||eps_hat - eps||^2, eps_hat read from its output."""
+    s = DDPMScheduler(num_train_timesteps=1000, prediction_type=prediction_type)
+    x0, eps = (
+        torch.randn(4, 1, 3, 3, generator=gen(), dtype=torch.float64),
+        torch.randn(4, 1, 3, 3, generator=gen(1), dtype=torch.float64),
+    )
+    t = torch.tensor([0, 10, 500, 999])
+    out = torch.randn(4, 1, 3, 3, generator=gen(2), dtype=torch.float64)
+    per_sample = s.loss(lambda x, tt: out, x0, t, eps, reduction="none")
+    x_t = s.q_sample(x0, t, eps)
+    eps_hat = s.predict_eps(s.predict_x0(out, x_t, t), x_t, t)
+    on_eps = ((eps_hat - eps) ** 2).flatten(1).mean(1)
+    assert torch.allclose(per_sample.double(), s.eps_loss_weights()[t] * on_eps, rtol=1e-4)
+    w = s.eps_loss_weights()
+    first, last = {"epsilon": (1, 1), "v_prediction": (1, 1 / float(s.alphas_cumprod[-1])), "sample": (1e-4, 2.5e4)}[
+        prediction_type
+    ]
+    assert float(w[0]) == pytest.approx(first, rel=0.01) and float(w[-1]) == pytest.approx(last, rel=0.01)
 
 
 # --------------------------------------------------------------------- against diffusers
