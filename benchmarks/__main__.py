@@ -515,6 +515,10 @@ def report(results: dict, made: list[str]) -> str:
         from benchmarks import fashion
 
         lines += fashion.report(results["fashion"])
+    if results.get("recipe_ablation"):
+        from benchmarks import recipe
+
+        lines += recipe.report(results["recipe_ablation"])
     if results.get("gpu_training"):
         from benchmarks import gpu
 
@@ -546,6 +550,10 @@ def main() -> None:
     p.add_argument("--gpu-results", default=None, help="a `python -m benchmarks.gpu speed` result to report too")
     p.add_argument("--gpu-loop", default=None, help="a `python -m benchmarks.gpu loop` result (same GPU) to report too")
     p.add_argument("--ddim-gap", default=None, help="a `python -m benchmarks.ddim_gap` result: the fashion section's DDIM gap")
+    p.add_argument(
+        "--recipe-ablation", nargs="+", action="append", metavar="NOTE LABEL=FILE",
+        help="a training ablation: how its models were trained, then each model's compare result (benchmarks/recipe.py)",
+    )  # fmt: skip
     a = p.parse_args()
     q = a.quick
     out_dir = HERE / "quick" if q else HERE  # a quick run never overwrites the committed results
@@ -559,6 +567,10 @@ def main() -> None:
         results["gpu_training"] = json.loads(Path(a.gpu_results).read_text())
     if a.gpu_loop:
         results["gpu_training"]["compiled_loop"] = json.loads(Path(a.gpu_loop).read_text())
+    if a.recipe_ablation:
+        from benchmarks import recipe
+
+        results["recipe_ablation"] = [recipe.group(g[0], g[1:]) for g in a.recipe_ablation]
     if a.ddim_gap:
         results.setdefault("fashion", {})["ddim_gap"] = json.loads(Path(a.ddim_gap).read_text())
     if not a.skip_speed and not a.skip_digits:

@@ -9,6 +9,7 @@ import torch
 
 from benchmarks import gpu
 from benchmarks.quality import bootstrap_fd, frechet_distance, through_model_path, to_metric
+from ddpm import space
 
 
 def test_frechet_distance_of_gaussians():
@@ -227,3 +228,20 @@ def test_the_card_names_the_ddim_gap_only_for_the_weights_it_measured(tmp_path):
     (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"retrained weights")
     assert gap_sentence({"ddim_gap": far}, str(tmp_path)) == "" and gap_sentence({}, str(tmp_path)) == ""
     assert f"**Measured on earlier weights of `{tmp_path}`**" in "\n".join(report(far))  # RESULTS.md says so
+
+
+def test_a_recipe_ablation_reads_compare_results_and_results_json(tmp_path):
+    """A model's rows come from `benchmarks.gpu compare` (here on the CPU, few-step samplers only) or results.json."""
+    from benchmarks import recipe
+
+    out = tmp_path / "cmp.json"
+    out.write_text(json.dumps(gpu.compare([space.BUNDLED_MODEL], n=4, batch=4, device="cpu", ancestral=False), default=float))
+    g = recipe.group("two models", [f"new={out}", f"shipped={gpu.ROOT / 'benchmarks' / 'results.json'}"])
+    assert set(g["runs"]["new"]) == {"respaced-50", "ddim-50", "ddim-50 eta 1", "dpm2m-50"}
+    shipped = g["runs"]["shipped"]
+    lines = recipe.report([g])
+    new_line, shipped_line = (next(l for l in lines if l.startswith(f"| {k} |")) for k in ("new", "shipped"))
+    assert new_line.split(" | ")[3] == "-"  # no ancestral row, no ratio
+    assert shipped_line.split(" | ")[3] == f"{shipped['ddim-50']['fd'] / shipped['ancestral']['fd']:.2f}"
+    with pytest.raises(ValueError, match="LABEL=FILE"):
+        recipe.group("note", [str(out)])
