@@ -36,7 +36,8 @@ HELP = {
     "model_config_name_or_path": "UNet config JSON or a saved model folder to fine-tune",
     "num_train_timesteps": "T, the number of diffusion steps (Ho et al. 1000; the article's example 200)",
     "beta_schedule": "linear | scaled_linear | cosine",
-    "prediction_type": "epsilon | sample | v_prediction",
+    "prediction_type": "epsilon (the article) | sample | v_prediction: each trains the article's L_gamma on eps, with "
+    "w_t = 1, 1/SNR(t) or 1/abar_t (DDPMScheduler.eps_loss_weights)",
     "loss_type": "l2 | l1 | huber",
     "timestep_weighting": "uniform (Ho et al.) | min_snr",
     "snr_gamma": "gamma of min-SNR weighting",
