@@ -22,7 +22,9 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -667,6 +669,31 @@ def finish(run: Run, last_loss: float | None, images_per_s: float | None) -> dic
     return summary
 
 
+@contextlib.contextmanager
+def stop_between_steps():
+    """Ctrl-C while training: the step in hand (and its checkpoint) finishes, then `train` raises KeyboardInterrupt.
+
+    The first SIGINT only sets the yielded Event, which the loop reads between steps; a second one interrupts at
+    once. Left to Python, the first would be raised at whatever bytecode runs, and one that lands in a finalizer is
+    printed as "Exception ignored" and dropped: training would go on. Off the main thread (no signals there), the
+    Event is never set.
+    """
+    requested = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def first_ctrl_c(signum, frame):
+        requested.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first_ctrl_c)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train, checkpoint, save the model folder (and push it). Returns a summary dict (main process)."""
     from tqdm.auto import tqdm
@@ -687,22 +714,26 @@ def train(cfg: TrainConfig) -> dict:
     window, last_loss = LossWindow(accelerator.device), None
     timed_steps, timed_seconds = 0, 0.0  # steady-state throughput: the steps alone, after a few warm-up steps
     micro_per_step = cfg.gradient_accumulation_steps
-    while run.step < run.max_steps:
-        t_step = time.perf_counter()
-        for micro in range(micro_per_step):
-            window.add(forward_backward(run, run.step * micro_per_step + micro, sync=micro == micro_per_step - 1))
-        optimizer_step(run)
-        if run.step == run.max_steps and accelerator.device.type == "cuda":
-            torch.cuda.synchronize()  # the GPU work still queued counts in the throughput
-        if run.step - run.first_step > 3:
-            timed_steps, timed_seconds = timed_steps + 1, timed_seconds + time.perf_counter() - t_step
-        progress.update(1)
-        if run.step % cfg.logging_steps == 0 or run.step == run.max_steps:
-            logs = window.close(run)
-            progress.set_postfix(loss=f"{logs['loss']:.4f}", img_s=f"{logs['images_per_s']:.0f}")
-            if run.report_to:
-                accelerator.log(logs, step=run.step)
-            last_loss = logs["loss"]
-        periodic(run, last_loss)
+    with stop_between_steps() as ctrl_c:
+        while run.step < run.max_steps:
+            t_step = time.perf_counter()
+            for micro in range(micro_per_step):
+                window.add(forward_backward(run, run.step * micro_per_step + micro, sync=micro == micro_per_step - 1))
+            optimizer_step(run)
+            if run.step == run.max_steps and accelerator.device.type == "cuda":
+                torch.cuda.synchronize()  # the GPU work still queued counts in the throughput
+            if run.step - run.first_step > 3:
+                timed_steps, timed_seconds = timed_steps + 1, timed_seconds + time.perf_counter() - t_step
+            progress.update(1)
+            if run.step % cfg.logging_steps == 0 or run.step == run.max_steps:
+                logs = window.close(run)
+                progress.set_postfix(loss=f"{logs['loss']:.4f}", img_s=f"{logs['images_per_s']:.0f}")
+                if run.report_to:
+                    accelerator.log(logs, step=run.step)
+                last_loss = logs["loss"]
+            periodic(run, last_loss)
+            if ctrl_c.is_set():
+                progress.close()
+                raise KeyboardInterrupt
     progress.close()
     return finish(run, last_loss, timed_steps * run.images_per_step / timed_seconds if timed_seconds else None)

@@ -18,7 +18,7 @@ from hub_server import FakeHub
 import train_accelerate
 from ddpm.hub import load_pipeline, write_model_card
 from ddpm.sampling import sample
-from ddpm.training import compile_note, find_checkpoint, weights_digest
+from ddpm.training import compile_note, find_checkpoint, stop_between_steps, weights_digest
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -379,6 +379,20 @@ def test_ctrl_c_ends_with_one_line_naming_the_checkpoint_and_the_resume(tmp_path
     assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
     assert re.fullmatch(rf"interrupted: the last checkpoint is {re.escape(str(out))}/checkpoints/checkpoint-\d+; run the "
                         r"same command with --resume_from_checkpoint latest to go on", lines[0]), lines[0]  # fmt: skip
+
+
+def test_the_first_ctrl_c_waits_for_the_step_and_the_second_interrupts_at_once():
+    before = signal.getsignal(signal.SIGINT)
+    with stop_between_steps() as ctrl_c:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next line
+        except KeyboardInterrupt:
+            pytest.fail("the first Ctrl-C interrupted the step in hand")
+        assert ctrl_c.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # not reached: the second Ctrl-C interrupts
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_mistyped_flag_is_one_line_with_the_nearest_flag():
