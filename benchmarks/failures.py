@@ -1,20 +1,26 @@
 """Blown-up samples: how many of n starting noises each sampler the Space offers turns into a broken picture.
 
     python -m benchmarks.failures pretrained/ddpm-digits --n 1000
+    python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-50 --n 5000 --variance_type fixed_large --fashion-fd
 
-prints a markdown table: every sampler at the Space's default steps, with x̂0 clipped (the Space's default) and as
-the article writes it (unclipped), the same n noises for each.
+prints a markdown table: every sampler at the Space's default steps (or those --only names), with x̂0 clipped (the
+Space's default) and as the article writes it (unclipped), the same n noises for each. A rare failure needs many
+noises to count: with --fashion-fd each block of 1000 noises also gets its fashion-FD (the Fashion-MNIST model), so a
+change that removes a broken picture is seen beside what it costs the rest. --variance_type swaps the reverse
+process's sigma_t^2 (fixed_small: beta-tilde, what the models ship; fixed_large: beta).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import torch
 
 from benchmarks import quality as q
 from ddpm.hub import load_pipeline
+from ddpm.scheduler import VARIANCE_TYPES, DDPMScheduler
 
 # A sample "blows up" when its values leave the data's range by far before the final clamp, or when it is a flat
 # picture: nearly uniform (sd < 0.1 in [-1, 1]; the flattest of the 10,000 test images has 0.14), mostly white (mean
@@ -52,15 +58,43 @@ def space_samplers(clip: bool, precision: str, ancestral: bool = True) -> list[t
     return rows if ancestral else rows[1:]
 
 
-def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped_ancestral: bool = True) -> dict:
+def plan(precision: str, unclipped_ancestral: bool = True, only: list[str] | None = None) -> list[tuple[str, dict]]:
+    """The rows to count: every sampler clipped, then unclipped (the longest row last unless asked for), or `only`."""
+    rows = space_samplers(True, precision) + space_samplers(False, precision, unclipped_ancestral or bool(only))
+    unknown = sorted(set(only or []) - {key for key, _ in rows})
+    if unknown:
+        raise SystemExit(f"--only: no sampler {', '.join(unknown)}; use any of: {', '.join(key for key, _ in rows)}")
+    return [(key, kwargs) for key, kwargs in rows if not only or key in only]
+
+
+def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped_ancestral: bool = True,
+          only: list[str] | None = None, variance_type: str | None = None, fd_block: int = 0) -> dict:  # fmt: skip
+    """Each row's failure counts on the same n noises, which noises broke, and (fd_block > 0) the fashion-FD of each
+    block of fd_block noises."""
     m = load_pipeline(model_dir)
+    if variance_type:
+        m.scheduler = DDPMScheduler.from_config(m.scheduler.config, variance_type=variance_type)
+    score = _fashion_fd() if fd_block else None
     out = {}
-    for key, kwargs in space_samplers(True, precision) + space_samplers(False, precision, unclipped_ancestral):
+    for key, kwargs in plan(precision, unclipped_ancestral, only):
         t0 = time.perf_counter()
         x = q.generate_many(m, n, batch, **kwargs)
-        out[key] = {**failures(x), "seconds": time.perf_counter() - t0, "max_abs": float(x.abs().max())}
+        broken = torch.stack(failure_masks(x)).any(0).nonzero().flatten().tolist()
+        out[key] = {**failures(x), "seconds": time.perf_counter() - t0, "max_abs": float(x.abs().max()), "noises": broken}
+        if score:
+            out[key]["fashion_fd"] = [score(x[i : i + fd_block]) for i in range(0, n, fd_block)]
         print(f"  {key}: {out[key]}", flush=True)
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def _fashion_fd():
+    """images -> their fashion-FD against the 10,000 test images (benchmarks.fashion's classifier and features)."""
+    from benchmarks import fashion
+
+    net, _ = fashion.classifier()
+    f_test = fashion.features(net, fashion.split_tensor("test")[0])
+    return lambda x: q.frechet_distance(fashion.features(net, x), f_test)
 
 
 def main() -> None:
@@ -70,12 +104,22 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--no-unclipped-ancestral", action="store_true", help="skip the longest row")
+    p.add_argument("--only", nargs="+", metavar="SAMPLER", help='these rows alone, e.g. "respaced-50" "ddim-50 unclipped"')
+    p.add_argument("--variance_type", choices=VARIANCE_TYPES, help="the reverse variance (default: the model's own)")
+    p.add_argument("--fashion-fd", action="store_true", help="fashion-FD of each block of 1000 noises")
     a = p.parse_args()
     torch.set_grad_enabled(False)
-    rows = count(a.model, a.n, a.batch, a.precision, not a.no_unclipped_ancestral)
-    print(f"\n| sampler | blown up (of {a.n}) | past ±{BLOWN_ABS} | flat | max |x| | seconds |\n|---|---|---|---|---|---|")
+    rows = count(a.model, a.n, a.batch, a.precision, not a.no_unclipped_ancestral, a.only, a.variance_type,
+                 1000 if a.fashion_fd else 0)  # fmt: skip
+    variance = f", reverse variance {a.variance_type}" if a.variance_type else ""
+    print(f"\n{a.model}, {a.n} noises{variance}\n")
+    print(f"| sampler | blown up (of {a.n}) | past ±{BLOWN_ABS} | flat | which noises | max |x| | fashion-FD by 1000 | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
     for k, r in rows.items():
-        print(f"| {k} | **{r['any']}** | {r['blown']} | {r['flat']} | {r['max_abs']:.3g} | {r['seconds']:.0f} |")
+        fds = " / ".join(f"{fd:.2f}" for fd in r.get("fashion_fd", []))
+        noises = ", ".join(map(str, r["noises"][:10])) + (" ..." if len(r["noises"]) > 10 else "")
+        print(f"| {k} | **{r['any']}** | {r['blown']} | {r['flat']} | {noises} | {r['max_abs']:.3g} | {fds} | "
+              f"{r['seconds']:.0f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

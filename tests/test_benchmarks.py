@@ -77,6 +77,23 @@ def test_the_blow_up_check_flags_broken_pictures_and_no_real_image():
     assert counts == {"blown": 1, "flat": 3, "any": 4}
 
 
+def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance():
+    """`benchmarks.failures --only ... --variance_type fixed_large --fashion-fd`: the chosen rows alone, on the same
+    noises; the variance reaches the stochastic step and not DDIM's eta-0 step; one fashion-FD per block of noises."""
+    from benchmarks import failures
+
+    with pytest.raises(SystemExit, match="no sampler respaced-5; use any of: ancestral, respaced-50"):
+        failures.plan("fp32", only=["respaced-5"])
+    assert [k for k, _ in failures.plan("fp32", False, ["ancestral unclipped"])] == ["ancestral unclipped"]
+    model, only = "pretrained/ddpm-fashion", ["respaced-50", "ddim-50"]
+    small = failures.count(model, 4, 2, only=only, fd_block=2)
+    large = failures.count(model, 4, 2, only=only, variance_type="fixed_large", fd_block=2)
+    assert list(small) == only and list(large) == only and "fashion_fd" not in failures.count(model, 2, 2, only=only[1:])
+    assert len(small["respaced-50"]["fashion_fd"]) == 2 and all(np.isfinite(small["respaced-50"]["fashion_fd"]))
+    assert small["ddim-50"]["fashion_fd"] == large["ddim-50"]["fashion_fd"]
+    assert small["respaced-50"]["fashion_fd"] != large["respaced-50"]["fashion_fd"]
+
+
 def gpu_result(ms_small: float, ms_large: float, compiled: bool = False) -> dict:
     """A `python -m benchmarks.gpu speed` result whose steps take the given milliseconds at batch 64 and 256."""
     rows = [
