@@ -554,6 +554,10 @@ def main() -> None:
         "--recipe-ablation", nargs="+", action="append", metavar="NOTE LABEL=FILE",
         help="a training ablation: how its models were trained, then each model's compare result (benchmarks/recipe.py)",
     )  # fmt: skip
+    p.add_argument(
+        "--rare-failures", nargs="+", metavar="FILE", help="`python -m benchmarks.failures --out` results: broken "
+        "pictures over many noises, into the fashion section and its card",
+    )  # fmt: skip
     a = p.parse_args()
     q = a.quick
     out_dir = HERE / "quick" if q else HERE  # a quick run never overwrites the committed results
@@ -573,6 +577,8 @@ def main() -> None:
         results["recipe_ablation"] = [recipe.group(g[0], g[1:]) for g in a.recipe_ablation]
     if a.ddim_gap:
         results.setdefault("fashion", {})["ddim_gap"] = json.loads(Path(a.ddim_gap).read_text())
+    if a.rare_failures:
+        results.setdefault("fashion", {})["rare_failures"] = [json.loads(Path(f).read_text()) for f in a.rare_failures]
     if not a.skip_speed and not a.skip_digits:
         print("training throughput ...", flush=True)
         resolution = load_pipeline(a.model).unet.config.sample_size  # the bundled model's own configuration

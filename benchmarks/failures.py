@@ -1,7 +1,10 @@
 """Blown-up samples: how many of n starting noises each sampler the Space offers turns into a broken picture.
 
     python -m benchmarks.failures pretrained/ddpm-digits --n 1000
-    python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-50 --n 5000 --variance_type fixed_large --fashion-fd
+    python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-50 dpm2m-50 --n 5000 --fashion-fd --out a.json
+    python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-50 --variance_type fixed_large ...
+    python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-100 --steps 100 ...
+    python -m benchmarks --rare-failures a.json b.json c.json --update --skip-speed --skip-digits --skip-fashion
 
 prints a markdown table: every sampler at the Space's default steps (or those --only names), with x̂0 clipped (the
 Space's default) and as the article writes it (unclipped), the same n noises for each. A rare failure needs many
@@ -14,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from benchmarks import quality as q
@@ -43,24 +49,26 @@ def failures(x: torch.Tensor) -> dict:
     return {"blown": int(blown.sum()), "flat": int(flat.sum()), "any": int((blown | flat).sum())}
 
 
-def space_samplers(clip: bool, precision: str, ancestral: bool = True) -> list[tuple[str, dict]]:
+def space_samplers(clip: bool, precision: str, ancestral: bool = True, steps: int = 50) -> list[tuple[str, dict]]:
     """What the Space offers, each at its default steps (ancestral all T, unless `ancestral` is False: the longest
-    row; respaced, DDIM and DPM-Solver++ 2M 50)."""
+    row; respaced, DDIM and DPM-Solver++ 2M 50, or `steps`)."""
     suffix = "" if clip else " unclipped"
     common = {"clip_sample": clip, "precision": precision}
+    few = {"num_inference_steps": steps, **common}
     rows = [
         (f"ancestral{suffix}", {"sampler": "ddpm", **common}),
-        (f"respaced-50{suffix}", {"sampler": "respaced", "num_inference_steps": 50, **common}),
-        (f"ddim-50{suffix}", {"sampler": "ddim", "num_inference_steps": 50, "eta": 0.0, **common}),
-        (f"ddim-50 eta 1{suffix}", {"sampler": "ddim", "num_inference_steps": 50, "eta": 1.0, **common}),
-        (f"dpm2m-50{suffix}", {"sampler": "dpm2m", "num_inference_steps": 50, **common}),
+        (f"respaced-{steps}{suffix}", {"sampler": "respaced", **few}),
+        (f"ddim-{steps}{suffix}", {"sampler": "ddim", "eta": 0.0, **few}),
+        (f"ddim-{steps} eta 1{suffix}", {"sampler": "ddim", "eta": 1.0, **few}),
+        (f"dpm2m-{steps}{suffix}", {"sampler": "dpm2m", **few}),
     ]
     return rows if ancestral else rows[1:]
 
 
-def plan(precision: str, unclipped_ancestral: bool = True, only: list[str] | None = None) -> list[tuple[str, dict]]:
+def plan(precision: str, unclipped_ancestral: bool = True, only: list[str] | None = None, steps: int = 50) -> list:
     """The rows to count: every sampler clipped, then unclipped (the longest row last unless asked for), or `only`."""
-    rows = space_samplers(True, precision) + space_samplers(False, precision, unclipped_ancestral or bool(only))
+    with_ancestral = unclipped_ancestral or bool(only)
+    rows = space_samplers(True, precision, steps=steps) + space_samplers(False, precision, with_ancestral, steps)
     unknown = sorted(set(only or []) - {key for key, _ in rows})
     if unknown:
         raise SystemExit(f"--only: no sampler {', '.join(unknown)}; use any of: {', '.join(key for key, _ in rows)}")
@@ -68,7 +76,8 @@ def plan(precision: str, unclipped_ancestral: bool = True, only: list[str] | Non
 
 
 def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped_ancestral: bool = True,
-          only: list[str] | None = None, variance_type: str | None = None, fd_block: int = 0) -> dict:  # fmt: skip
+          only: list[str] | None = None, variance_type: str | None = None, fd_block: int = 0,
+          steps: int = 50) -> dict:  # fmt: skip
     """Each row's failure counts on the same n noises, which noises broke, and (fd_block > 0) the fashion-FD of each
     block of fd_block noises."""
     m = load_pipeline(model_dir)
@@ -76,7 +85,7 @@ def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped
         m.scheduler = DDPMScheduler.from_config(m.scheduler.config, variance_type=variance_type)
     score = _fashion_fd() if fd_block else None
     out = {}
-    for key, kwargs in plan(precision, unclipped_ancestral, only):
+    for key, kwargs in plan(precision, unclipped_ancestral, only, steps):
         t0 = time.perf_counter()
         x = q.generate_many(m, n, batch, **kwargs)
         broken = torch.stack(failure_masks(x)).any(0).nonzero().flatten().tolist()
@@ -97,6 +106,53 @@ def _fashion_fd():
     return lambda x: q.frechet_distance(fashion.features(net, x), f_test)
 
 
+VARIANCE_NAMES = {None: "β̃ (the model's)", "fixed_small": "β̃ (the model's)", "fixed_large": "β"}
+
+
+def _rows(results: list[dict]):
+    """(sampler, reverse variance, row, n) over every row of `benchmarks.failures --out` results, in order."""
+    for res in results:
+        for key, r in res["rows"].items():
+            yield key, VARIANCE_NAMES[res.get("variance_type")], r, res["n"]
+
+
+def _fd_cell(fds: list[float]) -> str:
+    return f"{np.mean(fds):.2f} ± {np.std(fds, ddof=1):.2f}" if len(fds) > 1 else (f"{fds[0]:.2f}" if fds else "-")
+
+
+def rare_report(results: list[dict]) -> list[str]:
+    """RESULTS.md's section for `benchmarks.failures --out` results: each row's broken pictures over many noises, which
+    noises they were, and what the rest scores (fashion-FD of each block of 1000 noises)."""
+    lines = [
+        "### A rare broken picture, counted over many noises (`python -m benchmarks.failures --fashion-fd`)",
+        "",
+        "Each row draws its noises as the table above does (its first 1000 are that table's), x̂0 clipped, network in "
+        "fp32; reverse variance: the σ_t² of each stochastic step, β̃ (the posterior's, what the model ships) or β. "
+        "fashion-FD: each block of 1000 noises against the 10,000 test images, the blocks' mean ± sd, and the first "
+        "block alone.",
+        "",
+        "| sampler | reverse variance | broken | which noises | fashion-FD, blocks of 1000 | first block |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, variance, r, n in _rows(results):
+        fds = r.get("fashion_fd", [])
+        noises = ", ".join(map(str, r["noises"][:10])) + (" ..." if len(r["noises"]) > 10 else "") or "-"
+        first = f"{fds[0]:.2f}" if fds else "-"
+        lines.append(f"| {key} | {variance} | **{r['any']}** of {n} | {noises} | {_fd_cell(fds)} | {first} |")
+    return lines + [""]
+
+
+def rare_card_sentence(results: list[dict]) -> str:
+    """The model card's one sentence on the same rows."""
+    parts = []
+    for key, variance, r, n in _rows(results):
+        fds = r.get("fashion_fd", [])
+        variance_note = "" if variance.startswith("β̃") else f" with σ_t² = {variance}"
+        fd = f" (fashion-FD {np.mean(fds):.1f} per 1000)" if fds else ""
+        parts.append(f"{key}{variance_note} {r['any']} of {n}{fd}")
+    return " Over more noises (`benchmarks.failures`): " + "; ".join(parts) + "." if parts else ""
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model")
@@ -107,10 +163,15 @@ def main() -> None:
     p.add_argument("--only", nargs="+", metavar="SAMPLER", help='these rows alone, e.g. "respaced-50" "ddim-50 unclipped"')
     p.add_argument("--variance_type", choices=VARIANCE_TYPES, help="the reverse variance (default: the model's own)")
     p.add_argument("--fashion-fd", action="store_true", help="fashion-FD of each block of 1000 noises")
+    p.add_argument("--steps", type=int, default=50, help="the few-step samplers' steps (the Space's default: 50)")
+    p.add_argument("--out", default=None, help="also write the result as JSON (python -m benchmarks --rare-failures)")
     a = p.parse_args()
     torch.set_grad_enabled(False)
     rows = count(a.model, a.n, a.batch, a.precision, not a.no_unclipped_ancestral, a.only, a.variance_type,
-                 1000 if a.fashion_fd else 0)  # fmt: skip
+                 1000 if a.fashion_fd else 0, a.steps)  # fmt: skip
+    if a.out:
+        result = {"model": a.model, "n": a.n, "precision": a.precision, "variance_type": a.variance_type, "rows": rows}
+        Path(a.out).write_text(json.dumps(result, indent=1))
     variance = f", reverse variance {a.variance_type}" if a.variance_type else ""
     print(f"\n{a.model}, {a.n} noises{variance}\n")
     print(f"| sampler | blown up (of {a.n}) | past ±{BLOWN_ABS} | flat | which noises | max |x| | fashion-FD by 1000 | seconds |")

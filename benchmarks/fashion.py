@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from benchmarks import quality as q
-from benchmarks.failures import BLOWN_ABS, failure_masks, failures, space_samplers
+from benchmarks.failures import BLOWN_ABS, failure_masks, failures, rare_card_sentence, rare_report, space_samplers
 from ddpm import space
 from ddpm.data import load_arrays
 from ddpm.hub import load_pipeline
@@ -407,6 +407,8 @@ def report(f: dict) -> list[str]:
             "![samples](samples_fashion.png)",
             "",
         ]
+    if f.get("rare_failures"):
+        lines += rare_report(f["rare_failures"])
     if f.get("ddim_gap"):
         from benchmarks import ddim_gap
 
@@ -500,7 +502,8 @@ def card_quality(f: dict, model_dir: str | None = None) -> str:
         + gap_sentence(f, model_dir)
         + " Broken pictures: "
         + ("; ".join(broken) if broken else "none")
-        + ".",
+        + "."
+        + (rare_card_sentence(f["rare_failures"]) if f.get("rare_failures") else ""),
     ]
     if sp:
         space = sp["space"]

@@ -2,6 +2,7 @@
 run, not asserted)."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -77,7 +78,7 @@ def test_the_blow_up_check_flags_broken_pictures_and_no_real_image():
     assert counts == {"blown": 1, "flat": 3, "any": 4}
 
 
-def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance():
+def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance(tmp_path, monkeypatch):
     """`benchmarks.failures --only ... --variance_type fixed_large --fashion-fd`: the chosen rows alone, on the same
     noises; the variance reaches the stochastic step and not DDIM's eta-0 step; one fashion-FD per block of noises."""
     from benchmarks import failures
@@ -85,6 +86,9 @@ def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance()
     with pytest.raises(SystemExit, match="no sampler respaced-5; use any of: ancestral, respaced-50"):
         failures.plan("fp32", only=["respaced-5"])
     assert [k for k, _ in failures.plan("fp32", False, ["ancestral unclipped"])] == ["ancestral unclipped"]
+    assert failures.plan("fp32", only=["ddim-100 eta 1"], steps=100) == [
+        ("ddim-100 eta 1", {"sampler": "ddim", "eta": 1.0, "num_inference_steps": 100, "clip_sample": True, "precision": "fp32"})
+    ]
     model, only = "pretrained/ddpm-fashion", ["respaced-50", "ddim-50"]
     small = failures.count(model, 4, 2, only=only, fd_block=2)
     large = failures.count(model, 4, 2, only=only, variance_type="fixed_large", fd_block=2)
@@ -92,6 +96,22 @@ def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance()
     assert len(small["respaced-50"]["fashion_fd"]) == 2 and all(np.isfinite(small["respaced-50"]["fashion_fd"]))
     assert small["ddim-50"]["fashion_fd"] == large["ddim-50"]["fashion_fd"]
     assert small["respaced-50"]["fashion_fd"] != large["respaced-50"]["fashion_fd"]
+
+    out = tmp_path / "large.json"  # the command line's result, as `python -m benchmarks --rare-failures` reads it
+    monkeypatch.setattr(sys, "argv", ["failures", model, "--only", "respaced-50", "--n", "2", "--batch", "2",
+                                      "--variance_type", "fixed_large", "--fashion-fd", "--out", str(out)])  # fmt: skip
+    failures.main()
+    results = [{"n": 4, "variance_type": None, "rows": small}, json.loads(out.read_text())]
+    r = results[1]["rows"]["respaced-50"]
+    assert r["noises"] == [] if r["any"] == 0 else len(r["noises"]) == r["any"]
+    table = "\n".join(failures.rare_report(results))
+    fd = small["respaced-50"]["fashion_fd"]
+    assert f"| respaced-50 | β̃ (the model's) | **{small['respaced-50']['any']}** of 4 |" in table
+    assert f"| {np.mean(fd):.2f} ± {np.std(fd, ddof=1):.2f} | {fd[0]:.2f} |" in table
+    one = r["fashion_fd"][0]  # one block: no sd
+    assert f"| respaced-50 | β | **{r['any']}** of 2 |" in table and f"| {one:.2f} | {one:.2f} |" in table
+    sentence = failures.rare_card_sentence(results)
+    assert f"respaced-50 with σ_t² = β {r['any']} of 2 (fashion-FD {one:.1f} per 1000)" in sentence
 
 
 def gpu_result(ms_small: float, ms_large: float, compiled: bool = False) -> dict:
