@@ -8,7 +8,8 @@ this one machine (the median of per-pair ratios, with their range); no number he
     python -m benchmarks --model-t200 DIR     # also score a model trained with the article's T = 200
     python -m benchmarks --skip-digits --update --fashion-card  # the 28 px Fashion-MNIST section alone, its measured
                                                                 # quality written into the model's card
-    python -m benchmarks.failures MODEL       # blown-up samples of any model, every sampler the Space offers
+    python -m benchmarks.failures MODEL       # blown-up samples of any model, every sampler the Space offers;
+                                              # --out F, then --rare-failures F reports it (many noises, --only some)
     python -m benchmarks.ddim_gap --out F     # where DDIM-50's gap to ancestral comes from; --ddim-gap F reports it
 
 --skip-speed skips the speed sections, --skip-quality the quality sections (digits and 28 px each); --skip-digits both

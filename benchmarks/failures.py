@@ -4,13 +4,15 @@
     python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-50 dpm2m-50 --n 5000 --fashion-fd --out a.json
     python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-50 --variance_type fixed_large ...
     python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-100 --steps 100 ...
+    python -m benchmarks.failures pretrained/ddpm-fashion --only "diffusers DDPMScheduler-50" --diffusers ...
     python -m benchmarks --rare-failures a.json b.json c.json --update --skip-speed --skip-digits --skip-fashion
 
 prints a markdown table: every sampler at the Space's default steps (or those --only names), with x̂0 clipped (the
 Space's default) and as the article writes it (unclipped), the same n noises for each. A rare failure needs many
 noises to count: with --fashion-fd each block of 1000 noises also gets its fashion-FD (the Fashion-MNIST model), so a
 change that removes a broken picture is seen beside what it costs the rest. --variance_type swaps the reverse
-process's sigma_t^2 (fixed_small: beta-tilde, what the models ship; fixed_large: beta).
+process's sigma_t^2 (fixed_small: beta-tilde, what the models ship; fixed_large: beta). --diffusers adds a row drawn
+by diffusers' own DDPMScheduler at --steps (what `DDPMPipeline(num_inference_steps=50)` gives a diffusers user).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch
 
 from benchmarks import quality as q
 from ddpm.hub import load_pipeline
-from ddpm.scheduler import VARIANCE_TYPES, DDPMScheduler
+from ddpm.sampling import sample_shape
+from ddpm.scheduler import VARIANCE_TYPES, DDPMScheduler, randn
 
 # A sample "blows up" when its values leave the data's range by far before the final clamp, or when it is a flat
 # picture: nearly uniform (sd < 0.1 in [-1, 1]; the flattest of the 10,000 test images has 0.14), mostly white (mean
@@ -65,10 +68,29 @@ def space_samplers(clip: bool, precision: str, ancestral: bool = True, steps: in
     return rows if ancestral else rows[1:]
 
 
-def plan(precision: str, unclipped_ancestral: bool = True, only: list[str] | None = None, steps: int = 50) -> list:
-    """The rows to count: every sampler clipped, then unclipped (the longest row last unless asked for), or `only`."""
+@torch.inference_mode()
+def diffusers_respaced(m, batch: int, generator: torch.Generator, steps: int = 50) -> torch.Tensor:
+    """diffusers' own respaced DDPM on this model: its `DDPMScheduler` from the model's scheduler config (x̂0 clipped as
+    that config says), `set_timesteps(steps)` ("leading": 980, 960, ..., 0 for 50), fp32; x_T and every step's noise
+    drawn from `generator` as `DDPMPipeline` draws them, so x_T is the same as our samplers'."""
+    from diffusers import DDPMScheduler as DiffusersDDPMScheduler
+
+    s = DiffusersDDPMScheduler.from_config(dict(m.scheduler.config))
+    s.set_timesteps(steps)
+    x = randn(sample_shape(m.unet, batch), generator, torch.device("cpu"), torch.float32)
+    for t in s.timesteps:
+        x = s.step(m.unet(x, t).sample, t, x, generator=generator).prev_sample
+    return x
+
+
+def plan(precision: str, unclipped_ancestral: bool = True, only: list[str] | None = None, steps: int = 50,
+         diffusers: bool = False) -> list:  # fmt: skip
+    """The rows to count: every sampler clipped, then unclipped (the longest row last unless asked for), or `only`;
+    `diffusers` adds diffusers' own respaced DDPM (`diffusers_respaced`)."""
     with_ancestral = unclipped_ancestral or bool(only)
     rows = space_samplers(True, precision, steps=steps) + space_samplers(False, precision, with_ancestral, steps)
+    if diffusers:
+        rows.append((f"diffusers DDPMScheduler-{steps}", {"diffusers": True}))
     unknown = sorted(set(only or []) - {key for key, _ in rows})
     if unknown:
         raise SystemExit(f"--only: no sampler {', '.join(unknown)}; use any of: {', '.join(key for key, _ in rows)}")
@@ -77,7 +99,7 @@ def plan(precision: str, unclipped_ancestral: bool = True, only: list[str] | Non
 
 def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped_ancestral: bool = True,
           only: list[str] | None = None, variance_type: str | None = None, fd_block: int = 0,
-          steps: int = 50) -> dict:  # fmt: skip
+          steps: int = 50, diffusers: bool = False) -> dict:  # fmt: skip
     """Each row's failure counts on the same n noises, which noises broke, and (fd_block > 0) the fashion-FD of each
     block of fd_block noises."""
     m = load_pipeline(model_dir)
@@ -85,7 +107,9 @@ def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped
         m.scheduler = DDPMScheduler.from_config(m.scheduler.config, variance_type=variance_type)
     score = _fashion_fd() if fd_block else None
     out = {}
-    for key, kwargs in plan(precision, unclipped_ancestral, only, steps):
+    for key, kwargs in plan(precision, unclipped_ancestral, only, steps, diffusers):
+        if kwargs.pop("diffusers", False):
+            kwargs = {"draw": functools.partial(diffusers_respaced, m, steps=steps)}
         t0 = time.perf_counter()
         x = q.generate_many(m, n, batch, **kwargs)
         broken = torch.stack(failure_masks(x)).any(0).nonzero().flatten().tolist()
@@ -164,11 +188,12 @@ def main() -> None:
     p.add_argument("--variance_type", choices=VARIANCE_TYPES, help="the reverse variance (default: the model's own)")
     p.add_argument("--fashion-fd", action="store_true", help="fashion-FD of each block of 1000 noises")
     p.add_argument("--steps", type=int, default=50, help="the few-step samplers' steps (the Space's default: 50)")
+    p.add_argument("--diffusers", action="store_true", help="also diffusers' own respaced DDPM (its DDPMScheduler)")
     p.add_argument("--out", default=None, help="also write the result as JSON (python -m benchmarks --rare-failures)")
     a = p.parse_args()
     torch.set_grad_enabled(False)
     rows = count(a.model, a.n, a.batch, a.precision, not a.no_unclipped_ancestral, a.only, a.variance_type,
-                 1000 if a.fashion_fd else 0, a.steps)  # fmt: skip
+                 1000 if a.fashion_fd else 0, a.steps, a.diffusers)  # fmt: skip
     if a.out:
         result = {"model": a.model, "n": a.n, "precision": a.precision, "variance_type": a.variance_type, "rows": rows}
         Path(a.out).write_text(json.dumps(result, indent=1))

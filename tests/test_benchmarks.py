@@ -97,6 +97,19 @@ def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance(t
     assert small["ddim-50"]["fashion_fd"] == large["ddim-50"]["fashion_fd"]
     assert small["respaced-50"]["fashion_fd"] != large["respaced-50"]["fashion_fd"]
 
+    from diffusers import DDPMPipeline
+    from diffusers import DDPMScheduler as DiffusersDDPMScheduler
+
+    from ddpm.hub import load_pipeline
+
+    m = load_pipeline(model)  # --diffusers: what DDPMPipeline(num_inference_steps=50) gives a diffusers user, same x_T
+    ours = failures.diffusers_respaced(m, 2, torch.Generator().manual_seed(7))
+    pipe = DDPMPipeline(m.unet, DiffusersDDPMScheduler.from_config(dict(m.scheduler.config)))
+    theirs = pipe(batch_size=2, generator=torch.Generator().manual_seed(7), num_inference_steps=50, output_type="np").images
+    assert np.allclose((ours / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy(), theirs, atol=1e-6)
+    theirs_row = ["diffusers DDPMScheduler-50"]
+    assert [k for k, _ in failures.plan("fp32", only=theirs_row, diffusers=True)] == theirs_row
+
     out = tmp_path / "large.json"  # the command line's result, as `python -m benchmarks --rare-failures` reads it
     monkeypatch.setattr(sys, "argv", ["failures", model, "--only", "respaced-50", "--n", "2", "--batch", "2",
                                       "--variance_type", "fixed_large", "--fashion-fd", "--out", str(out)])  # fmt: skip
