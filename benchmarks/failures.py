@@ -172,9 +172,10 @@ def rare_card_sentence(results: list[dict]) -> str:
     for key, variance, r, n in _rows(results):
         fds = r.get("fashion_fd", [])
         variance_note = "" if variance.startswith("β̃") else f" with σ_t² = {variance}"
-        fd = f" (fashion-FD {np.mean(fds):.1f} per 1000)" if fds else ""
+        fd = f" (fashion-FD {np.mean(fds):.1f})" if fds else ""
         parts.append(f"{key}{variance_note} {r['any']} of {n}{fd}")
-    return " Over more noises (`benchmarks.failures`): " + "; ".join(parts) + "." if parts else ""
+    head = " Broken pictures over more noises (`benchmarks.failures`; fashion-FD: the mean over blocks of 1000 noises): "
+    return head + "; ".join(parts) + "." if parts else ""
 
 
 def main() -> None:
