@@ -192,9 +192,9 @@ def main() -> None:
     p.add_argument("--diffusers", action="store_true", help="also diffusers' own respaced DDPM (its DDPMScheduler)")
     p.add_argument("--out", default=None, help="also write the result as JSON (python -m benchmarks --rare-failures)")
     a = p.parse_args()
-    torch.set_grad_enabled(False)
-    rows = count(a.model, a.n, a.batch, a.precision, not a.no_unclipped_ancestral, a.only, a.variance_type,
-                 1000 if a.fashion_fd else 0, a.steps, a.diffusers)  # fmt: skip
+    with torch.no_grad():
+        rows = count(a.model, a.n, a.batch, a.precision, not a.no_unclipped_ancestral, a.only, a.variance_type,
+                     1000 if a.fashion_fd else 0, a.steps, a.diffusers)  # fmt: skip
     if a.out:
         result = {"model": a.model, "n": a.n, "precision": a.precision, "variance_type": a.variance_type, "rows": rows}
         Path(a.out).write_text(json.dumps(result, indent=1))

@@ -114,6 +114,7 @@ def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance(t
     monkeypatch.setattr(sys, "argv", ["failures", model, "--only", "respaced-50", "--n", "2", "--batch", "2",
                                       "--variance_type", "fixed_large", "--fashion-fd", "--out", str(out)])  # fmt: skip
     failures.main()
+    assert torch.is_grad_enabled()  # the command leaves the caller's autograd as it was
     results = [{"n": 4, "variance_type": None, "rows": small}, json.loads(out.read_text())]
     r = results[1]["rows"]["respaced-50"]
     assert r["noises"] == [] if r["any"] == 0 else len(r["noises"]) == r["any"]
