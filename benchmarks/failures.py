@@ -144,6 +144,17 @@ def _fd_cell(fds: list[float]) -> str:
     return f"{np.mean(fds):.2f} ± {np.std(fds, ddof=1):.2f}" if len(fds) > 1 else (f"{fds[0]:.2f}" if fds else "-")
 
 
+def x_ancestral(results: list[dict], fds: list[float]) -> tuple[float, float, float, int] | None:
+    """A row's fashion-FD over ancestral sampling's, block by block on the same noises (where `results` hold an
+    ancestral row with β̃): the mean ratio, its smallest and largest, and how many blocks."""
+    anc = next((r.get("fashion_fd") for k, v, r, _ in _rows(results) if k == "ancestral" and v.startswith("β̃")), None)
+    k = min(len(anc or []), len(fds))
+    if not k:
+        return None
+    ratios = [fds[i] / anc[i] for i in range(k)]
+    return float(np.mean(ratios)), min(ratios), max(ratios), k
+
+
 def rare_report(results: list[dict]) -> list[str]:
     """RESULTS.md's section for `benchmarks.failures --out` results: each row's broken pictures over many noises, which
     noises they were, and what the rest scores (fashion-FD of each block of 1000 noises)."""
@@ -153,16 +164,19 @@ def rare_report(results: list[dict]) -> list[str]:
         "Each row draws its noises as the table above does (its first 1000 are that table's), x̂0 clipped, network in "
         "fp32; reverse variance: the σ_t² of each stochastic step, β̃ (the posterior's, what the model ships) or β. "
         "fashion-FD: each block of 1000 noises against the 10,000 test images, the blocks' mean ± sd, and the first "
-        "block alone.",
+        "block alone; x ancestral: the ratio to ancestral sampling's fashion-FD on the same block, the mean over the "
+        "blocks both rows drew (their range in brackets).",
         "",
-        "| sampler | reverse variance | broken | which noises | fashion-FD, blocks of 1000 | first block |",
-        "|---|---|---|---|---|---|",
+        "| sampler | reverse variance | broken | which noises | fashion-FD, blocks of 1000 | first block | x ancestral |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, variance, r, n in _rows(results):
         fds = r.get("fashion_fd", [])
         noises = ", ".join(map(str, r["noises"][:10])) + (" ..." if len(r["noises"]) > 10 else "") or "-"
         first = f"{fds[0]:.2f}" if fds else "-"
-        lines.append(f"| {key} | {variance} | **{r['any']}** of {n} | {noises} | {_fd_cell(fds)} | {first} |")
+        x = x_ancestral(results, fds) if key != "ancestral" else None
+        ratio = f"{x[0]:.2f} ({x[1]:.2f}-{x[2]:.2f}, {x[3]} block{'s' * (x[3] > 1)})" if x else "-"
+        lines.append(f"| {key} | {variance} | **{r['any']}** of {n} | {noises} | {_fd_cell(fds)} | {first} | {ratio} |")
     return lines + [""]
 
 
@@ -172,7 +186,8 @@ def rare_card_sentence(results: list[dict]) -> str:
     for key, variance, r, n in _rows(results):
         fds = r.get("fashion_fd", [])
         variance_note = "" if variance.startswith("β̃") else f" with σ_t² = {variance}"
-        fd = f" (fashion-FD {np.mean(fds):.1f})" if fds else ""
+        x = x_ancestral(results, fds) if key != "ancestral" else None
+        fd = f" (fashion-FD {np.mean(fds):.1f}" + (f", {x[0]:.2f}x ancestral" if x else "") + ")" if fds else ""
         parts.append(f"{key}{variance_note} {r['any']} of {n}{fd}")
     head = " Broken pictures over more noises (`benchmarks.failures`; fashion-FD: the mean over blocks of 1000 noises): "
     return head + "; ".join(parts) + "." if parts else ""

@@ -115,17 +115,22 @@ def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance(t
                                       "--variance_type", "fixed_large", "--fashion-fd", "--out", str(out)])  # fmt: skip
     failures.main()
     assert torch.is_grad_enabled()  # the command leaves the caller's autograd as it was
-    results = [{"n": 4, "variance_type": None, "rows": small}, json.loads(out.read_text())]
+    anc = failures.count(model, 2, 2, only=["ancestral"], fd_block=2)  # one block, the first of `small`'s two
+    results = [{"n": 4, "variance_type": None, "rows": small}, json.loads(out.read_text()), {"n": 2, "rows": anc}]
+    ratio = small["ddim-50"]["fashion_fd"][0] / anc["ancestral"]["fashion_fd"][0]
+    assert failures.x_ancestral(results, small["ddim-50"]["fashion_fd"]) == (ratio, ratio, ratio, 1)
     r = results[1]["rows"]["respaced-50"]
     assert r["noises"] == [] if r["any"] == 0 else len(r["noises"]) == r["any"]
     table = "\n".join(failures.rare_report(results))
     fd = small["respaced-50"]["fashion_fd"]
     assert f"| respaced-50 | β̃ (the model's) | **{small['respaced-50']['any']}** of 4 |" in table
-    assert f"| {np.mean(fd):.2f} ± {np.std(fd, ddof=1):.2f} | {fd[0]:.2f} |" in table
+    x = fd[0] / anc["ancestral"]["fashion_fd"][0]
+    assert f"| {np.mean(fd):.2f} ± {np.std(fd, ddof=1):.2f} | {fd[0]:.2f} | {x:.2f} ({x:.2f}-{x:.2f}, 1 block) |" in table
     one = r["fashion_fd"][0]  # one block: no sd
     assert f"| respaced-50 | β | **{r['any']}** of 2 |" in table and f"| {one:.2f} | {one:.2f} |" in table
     sentence = failures.rare_card_sentence(results)
-    assert f"respaced-50 with σ_t² = β {r['any']} of 2 (fashion-FD {one:.1f})" in sentence
+    one_x = one / anc["ancestral"]["fashion_fd"][0]
+    assert f"respaced-50 with σ_t² = β {r['any']} of 2 (fashion-FD {one:.1f}, {one_x:.2f}x ancestral)" in sentence
 
 
 def gpu_result(ms_small: float, ms_large: float, compiled: bool = False) -> dict:
