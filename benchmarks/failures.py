@@ -5,6 +5,7 @@
     python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-50 --variance_type fixed_large ...
     python -m benchmarks.failures pretrained/ddpm-fashion --only respaced-100 --steps 100 ...
     python -m benchmarks.failures pretrained/ddpm-fashion --only "diffusers DDPMScheduler-50" --diffusers ...
+    python -m benchmarks.failures --real --n 60000 --fashion-fd --out real.json   # the training images themselves
     python -m benchmarks --rare-failures a.json b.json c.json --update --skip-speed --skip-digits --skip-fashion
 
 prints a markdown table: every sampler at the Space's default steps (or those --only names), with x̂0 clipped (the
@@ -13,6 +14,8 @@ noises to count: with --fashion-fd each block of 1000 noises also gets its fashi
 change that removes a broken picture is seen beside what it costs the rest. --variance_type swaps the reverse
 process's sigma_t^2 (fixed_small: beta-tilde, what the models ship; fixed_large: beta). --diffusers adds a row drawn
 by diffusers' own DDPMScheduler at --steps (what `DDPMPipeline(num_inference_steps=50)` gives a diffusers user).
+--real counts and scores Fashion-MNIST training images the same way instead: the rule's count on real pictures, and how
+far one block's fashion-FD moves with the real pictures alone.
 """
 
 from __future__ import annotations
@@ -120,6 +123,25 @@ def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped
     return out
 
 
+REAL = "training images (the floor)"
+
+
+def real_rows(n: int, fd_block: int = 1000) -> dict:
+    """The same counts and block-by-block fashion-FD for n Fashion-MNIST training images, in the order the real-data
+    floor draws them (the first block is the main table's floor): how often the rule flags a real picture, and how far
+    fashion-FD moves between blocks of real pictures alone."""
+    from benchmarks import fashion
+
+    t0 = time.perf_counter()
+    x_train, _ = fashion.split_tensor("train")
+    x = x_train[fashion.floor_order(len(x_train))[:n]]
+    broken = torch.stack(failure_masks(x)).any(0).nonzero().flatten().tolist()
+    row = {**failures(x), "max_abs": float(x.abs().max()), "noises": broken}
+    if fd_block:
+        row["fashion_fd"] = [_fashion_fd()(x[i : i + fd_block]) for i in range(0, len(x) - fd_block + 1, fd_block)]
+    return {REAL: {**row, "seconds": time.perf_counter() - t0}}
+
+
 @functools.lru_cache(maxsize=1)
 def _fashion_fd():
     """images -> their fashion-FD against the 10,000 test images (benchmarks.fashion's classifier and features)."""
@@ -137,7 +159,7 @@ def _rows(results: list[dict]):
     """(sampler, reverse variance, row, n) over every row of `benchmarks.failures --out` results, in order."""
     for res in results:
         for key, r in res["rows"].items():
-            yield key, VARIANCE_NAMES[res.get("variance_type")], r, res["n"]
+            yield key, "-" if key == REAL else VARIANCE_NAMES[res.get("variance_type")], r, res["n"]
 
 
 def _fd_cell(fds: list[float]) -> str:
@@ -174,10 +196,31 @@ def rare_report(results: list[dict]) -> list[str]:
         fds = r.get("fashion_fd", [])
         noises = ", ".join(map(str, r["noises"][:10])) + (" ..." if len(r["noises"]) > 10 else "") or "-"
         first = f"{fds[0]:.2f}" if fds else "-"
-        x = x_ancestral(results, fds) if key != "ancestral" else None
+        x = x_ancestral(results, fds) if key not in ("ancestral", REAL) else None
         ratio = f"{x[0]:.2f} ({x[1]:.2f}-{x[2]:.2f}, {x[3]} block{'s' * (x[3] > 1)})" if x else "-"
         lines.append(f"| {key} | {variance} | **{r['any']}** of {n} | {noises} | {_fd_cell(fds)} | {first} | {ratio} |")
-    return lines + [""]
+    return lines + [""] + floor_lines(results)
+
+
+def floor_lines(results: list[dict]) -> list[str]:
+    """What the training images' row says of every score above: how far fashion-FD moves between blocks of real
+    pictures, and ancestral sampling's blocks over theirs."""
+    rows = {key: r.get("fashion_fd", []) for key, v, r, _ in _rows(results) if key == REAL or v.startswith("β̃")}
+    real, anc = rows.get(REAL), rows.get("ancestral")
+    if not real:
+        return []
+    line = (
+        f"Real pictures alone: {len(real)} blocks of 1000 training images score {np.mean(real):.2f} ± "
+        f"{np.std(real, ddof=1):.2f} against the test images ({min(real):.2f} to {max(real):.2f}; the main table's "
+        f"floor is the first, {real[0]:.2f}): one block's fashion-FD moves by about ±{np.std(real, ddof=1):.1f} with "
+        "which pictures it holds alone, so samplers compare finely only on the same noises, as the ratios here do."
+    )
+    if anc:
+        line += (
+            f" Ancestral sampling's {len(anc)} blocks average {np.mean(anc):.2f}, **{np.mean(anc) / np.mean(real):.2f}x** "
+            f"the real blocks' mean ({anc[0] / real[0]:.2f}x on the first block of each, the main table's ratio)."
+        )
+    return [line, ""]
 
 
 def rare_card_sentence(results: list[dict]) -> str:
@@ -185,8 +228,8 @@ def rare_card_sentence(results: list[dict]) -> str:
     parts = []
     for key, variance, r, n in _rows(results):
         fds = r.get("fashion_fd", [])
-        variance_note = "" if variance.startswith("β̃") else f" with σ_t² = {variance}"
-        x = x_ancestral(results, fds) if key != "ancestral" else None
+        variance_note = "" if variance.startswith("β̃") or key == REAL else f" with σ_t² = {variance}"
+        x = x_ancestral(results, fds) if key not in ("ancestral", REAL) else None
         fd = f" (fashion-FD {np.mean(fds):.1f}" + (f", {x[0]:.2f}x ancestral" if x else "") + ")" if fds else ""
         parts.append(f"{key}{variance_note} {r['any']} of {n}{fd}")
     head = " Broken pictures over more noises (`benchmarks.failures`; fashion-FD: the mean over blocks of 1000 noises): "
@@ -195,7 +238,7 @@ def rare_card_sentence(results: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("model")
+    p.add_argument("model", nargs="?", help="a saved model's folder (not needed with --real)")
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
@@ -205,16 +248,23 @@ def main() -> None:
     p.add_argument("--fashion-fd", action="store_true", help="fashion-FD of each block of 1000 noises")
     p.add_argument("--steps", type=int, default=50, help="the few-step samplers' steps (the Space's default: 50)")
     p.add_argument("--diffusers", action="store_true", help="also diffusers' own respaced DDPM (its DDPMScheduler)")
+    p.add_argument("--real", action="store_true", help="count and score n Fashion-MNIST training images instead")
     p.add_argument("--out", default=None, help="also write the result as JSON (python -m benchmarks --rare-failures)")
     a = p.parse_args()
+    if not a.model and not a.real:
+        p.error("name a model's folder, or --real for the training images")
     with torch.no_grad():
-        rows = count(a.model, a.n, a.batch, a.precision, not a.no_unclipped_ancestral, a.only, a.variance_type,
-                     1000 if a.fashion_fd else 0, a.steps, a.diffusers)  # fmt: skip
+        fd_block = 1000 if a.fashion_fd else 0
+        rows = real_rows(a.n, fd_block) if a.real else count(
+            a.model, a.n, a.batch, a.precision, not a.no_unclipped_ancestral, a.only, a.variance_type, fd_block, a.steps,
+            a.diffusers,
+        )  # fmt: skip
     if a.out:
-        result = {"model": a.model, "n": a.n, "precision": a.precision, "variance_type": a.variance_type, "rows": rows}
+        model = a.model or "Fashion-MNIST training images"
+        result = {"model": model, "n": a.n, "precision": a.precision, "variance_type": a.variance_type, "rows": rows}
         Path(a.out).write_text(json.dumps(result, indent=1))
     variance = f", reverse variance {a.variance_type}" if a.variance_type else ""
-    print(f"\n{a.model}, {a.n} noises{variance}\n")
+    print(f"\n{a.model or 'Fashion-MNIST training images'}, {a.n} {'images' if a.real else 'noises'}{variance}\n")
     print(f"| sampler | blown up (of {a.n}) | past ±{BLOWN_ABS} | flat | which noises | max |x| | fashion-FD by 1000 | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for k, r in rows.items():

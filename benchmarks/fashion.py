@@ -101,6 +101,11 @@ def train_classifier(epochs: int = 3, seed: int = 0) -> tuple[FashionNet, float]
     return net.eval(), accuracy(net)
 
 
+def floor_order(n_train: int) -> torch.Tensor:
+    """The order the real-data floor draws training images in: its first n are the floor of a score at n."""
+    return torch.from_numpy(np.random.default_rng(0).permutation(n_train))
+
+
 @torch.no_grad()
 def features(net: FashionNet, x: torch.Tensor) -> np.ndarray:
     return torch.cat([net.features(x[i : i + 1000].clamp(-1, 1)) for i in range(0, len(x), 1000)]).double().numpy()
@@ -153,7 +158,7 @@ def bench_quality(model_dir: str, n: int, batch: int, bpd_images: int, out_dir, 
     x_test, _ = split_tensor("test")
     x_train, _ = split_tensor("train")
     f_test = features(net, x_test)
-    idx = torch.from_numpy(np.random.default_rng(0).permutation(len(x_train))[:n])
+    idx = floor_order(len(x_train))[:n]
     f_floor = features(net, x_train[idx])
     floor, floor_boot = q.frechet_distance(f_floor, f_test), q.bootstrap_fd(f_floor, f_test, bootstrap)
     print(f"  floor {floor:.2f} ± {floor_boot.std():.2f} at n = {n}", flush=True)

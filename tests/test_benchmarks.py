@@ -133,6 +133,34 @@ def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance(t
     assert f"respaced-50 with σ_t² = β {r['any']} of 2 (fashion-FD {one:.1f}, {one_x:.2f}x ancestral)" in sentence
 
 
+def test_the_training_images_row_is_the_floor_block_by_block_and_no_real_picture_is_flagged(monkeypatch):
+    """`benchmarks.failures --real`: training images in the floor's order, so the first block is the main table's
+    floor; the rule flags none; the report sets ancestral sampling's blocks against the real blocks' mean."""
+    from benchmarks import failures, fashion
+    from benchmarks.quality import frechet_distance as fd
+
+    real = failures.real_rows(6, fd_block=3)[failures.REAL]
+    x_train, _ = fashion.split_tensor("train")
+    net, _ = fashion.classifier()
+    f_test = fashion.features(net, fashion.split_tensor("test")[0])
+    floor_3 = fd(fashion.features(net, x_train[fashion.floor_order(len(x_train))[:3]]), f_test)
+    assert real["any"] == 0 and real["noises"] == [] and real["fashion_fd"][0] == pytest.approx(floor_3)
+    assert len(real["fashion_fd"]) == 2 and real["fashion_fd"][1] != real["fashion_fd"][0]
+    assert "fashion_fd" not in failures.real_rows(2, fd_block=0)[failures.REAL]
+
+    anc = {"ancestral": {"any": 0, "noises": [], "fashion_fd": [3 * real["fashion_fd"][0], 3 * real["fashion_fd"][1]]}}
+    results = [{"n": 6, "rows": {failures.REAL: real}}, {"n": 6, "variance_type": None, "rows": anc}]
+    table = "\n".join(failures.rare_report(results))
+    assert f"| {failures.REAL} | - | **0** of 6 | - |" in table
+    assert "average" in table and "**3.00x** the real blocks' mean (3.00x on the first block of each" in table
+    assert "training images (the floor) 0 of 6 (fashion-FD" in failures.rare_card_sentence(results)
+    assert failures.floor_lines(results[1:]) == []  # no real row, no line
+
+    monkeypatch.setattr(sys, "argv", ["failures", "--n", "2"])
+    with pytest.raises(SystemExit):
+        failures.main()  # neither a model nor --real
+
+
 def gpu_result(ms_small: float, ms_large: float, compiled: bool = False) -> dict:
     """A `python -m benchmarks.gpu speed` result whose steps take the given milliseconds at batch 64 and 256."""
     rows = [
