@@ -259,12 +259,12 @@ def main() -> None:
             a.model, a.n, a.batch, a.precision, not a.no_unclipped_ancestral, a.only, a.variance_type, fd_block, a.steps,
             a.diffusers,
         )  # fmt: skip
+    source = "Fashion-MNIST training images" if a.real else a.model
     if a.out:
-        model = a.model or "Fashion-MNIST training images"
-        result = {"model": model, "n": a.n, "precision": a.precision, "variance_type": a.variance_type, "rows": rows}
+        result = {"model": source, "n": a.n, "precision": a.precision, "variance_type": a.variance_type, "rows": rows}
         Path(a.out).write_text(json.dumps(result, indent=1))
     variance = f", reverse variance {a.variance_type}" if a.variance_type else ""
-    print(f"\n{a.model or 'Fashion-MNIST training images'}, {a.n} {'images' if a.real else 'noises'}{variance}\n")
+    print(f"\n{source}, {a.n} {'images' if a.real else 'noises'}{variance}\n")
     print(f"| sampler | blown up (of {a.n}) | past ±{BLOWN_ABS} | flat | which noises | max |x| | fashion-FD by 1000 | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for k, r in rows.items():
