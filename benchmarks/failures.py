@@ -55,6 +55,12 @@ def failures(x: torch.Tensor) -> dict:
     return {"blown": int(blown.sum()), "flat": int(flat.sum()), "any": int((blown | flat).sum())}
 
 
+def tally(x: torch.Tensor) -> dict:
+    """A many-noise row's columns: `failures`, the largest |value| before the clamp, and which images broke."""
+    broken = torch.stack(failure_masks(x)).any(0).nonzero().flatten().tolist()
+    return {**failures(x), "max_abs": float(x.abs().max()), "noises": broken}
+
+
 def space_samplers(clip: bool, precision: str, ancestral: bool = True, steps: int = 50) -> list[tuple[str, dict]]:
     """What the Space offers, each at its default steps (ancestral all T, unless `ancestral` is False: the longest
     row; respaced, DDIM and DPM-Solver++ 2M 50, or `steps`)."""
@@ -115,8 +121,7 @@ def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped
             kwargs = {"draw": functools.partial(diffusers_respaced, m, steps=steps)}
         t0 = time.perf_counter()
         x = q.generate_many(m, n, batch, **kwargs)
-        broken = torch.stack(failure_masks(x)).any(0).nonzero().flatten().tolist()
-        out[key] = {**failures(x), "seconds": time.perf_counter() - t0, "max_abs": float(x.abs().max()), "noises": broken}
+        out[key] = {**tally(x), "seconds": time.perf_counter() - t0}
         if score:
             out[key]["fashion_fd"] = [score(x[i : i + fd_block]) for i in range(0, n, fd_block)]
         print(f"  {key}: {out[key]}", flush=True)
@@ -135,8 +140,7 @@ def real_rows(n: int, fd_block: int = 1000) -> dict:
     t0 = time.perf_counter()
     x_train, _ = fashion.split_tensor("train")
     x = x_train[fashion.floor_order(len(x_train))[:n]]
-    broken = torch.stack(failure_masks(x)).any(0).nonzero().flatten().tolist()
-    row = {**failures(x), "max_abs": float(x.abs().max()), "noises": broken}
+    row = tally(x)
     if fd_block:
         row["fashion_fd"] = [_fashion_fd()(x[i : i + fd_block]) for i in range(0, len(x) - fd_block + 1, fd_block)]
     return {REAL: {**row, "seconds": time.perf_counter() - t0}}
