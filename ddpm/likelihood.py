@@ -92,7 +92,12 @@ class BoundTerms:
 
     prior: torch.Tensor  # L_T, [B]
     terms: torch.Tensor  # [B, T]: column 0 is L_0, column t >= 1 is L_t (the article's L_{t-1} at time t + 1)
-    timesteps: torch.Tensor  # [T] the 0-based timesteps evaluated (all of them)
+    timesteps: torch.Tensor  # the 0-based timesteps evaluated, ascending: all T, or the last ones when stopped early
+
+    @property
+    def complete(self) -> bool:
+        """Whether every term was computed (a stopped computation holds the terms from T down to some t)."""
+        return len(self.timesteps) == self.terms.shape[1]
 
     @property
     def decoder(self) -> torch.Tensor:
@@ -120,7 +125,8 @@ def bound_terms(
     """Every term of the bound for a batch of data x_0 in [-1, 1]: T network evaluations, each at x_t ~ q(x_t | x_0).
 
     A generator: it yields the number of timesteps done after each one (so a caller can report progress or stop
-    between two network calls) and returns the `BoundTerms`; `bits_per_dim` runs it to the end.
+    between two network calls) and returns the `BoundTerms`; `bits_per_dim` runs it to the end. Sending it True
+    stops it there: it returns the terms computed so far (t from T - 1 down), `complete` False.
     """
     params = next(model.parameters(), None) if hasattr(model, "parameters") else None
     device = params.device if params is not None else x0.device
@@ -134,8 +140,9 @@ def bound_terms(
         out = model(x_t, torch.tensor(t, device=device))
         out = out.sample if hasattr(out, "sample") else out
         terms[:, t] = vb_term(scheduler, out, x0, x_t, t).cpu()
-        yield i + 1
-    return BoundTerms(prior=prior_kl(scheduler, x0).cpu() / LOG2, terms=terms / LOG2, timesteps=torch.arange(T))
+        if (yield i + 1):
+            break
+    return BoundTerms(prior=prior_kl(scheduler, x0).cpu() / LOG2, terms=terms / LOG2, timesteps=torch.arange(t, T))
 
 
 def bits_per_dim(

@@ -7,7 +7,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from ddpm import DDPMScheduler
-from ddpm.likelihood import bits_per_dim, discretized_gaussian_log_likelihood, normal_kl, prior_kl, vb_term
+from ddpm.likelihood import bits_per_dim, bound_terms, discretized_gaussian_log_likelihood, normal_kl, prior_kl, vb_term
 
 
 def test_normal_kl_matches_torch_distributions():
@@ -83,3 +83,23 @@ def test_a_wrong_denoiser_pays_in_the_kl_terms():
     x0 = torch.zeros(2, 1, 2, 2)
     b = bits_per_dim(lambda x, t: torch.ones_like(x), s, x0, generator=torch.Generator().manual_seed(0))
     assert (b.terms[:, 1:] > 0).all() and b.total.min() > b.prior.max()
+
+
+def test_a_stopped_bound_returns_the_terms_it_computed():
+    """Sending True after k timesteps stops the computation there: the terms from T - 1 down are those of the whole
+    computation (same noises), the rest are not computed, and `complete` says so."""
+    s = DDPMScheduler(num_train_timesteps=20)
+    x0 = torch.linspace(-1, 1, 8).view(2, 1, 2, 2)
+
+    def denoiser(x, t):
+        return 0.5 * x
+
+    whole = bits_per_dim(denoiser, s, x0, generator=torch.Generator().manual_seed(3))
+    steps = bound_terms(denoiser, s, x0, generator=torch.Generator().manual_seed(3))
+    assert [next(steps) for _ in range(6)] == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(StopIteration) as end:
+        steps.send(True)
+    part = end.value.value
+    assert whole.complete and not part.complete and part.timesteps.tolist() == list(range(14, 20))
+    assert torch.equal(part.terms[:, 14:], whole.terms[:, 14:]) and not part.terms[:, :14].any()
+    assert torch.equal(part.prior, whole.prior)
