@@ -236,7 +236,7 @@ def build(
     h = Handlers(default_model, workdir, allow_local, limits)
     T = h.first.scheduler.num_train_timesteps
     gr.set_static_paths([str(h.dirs.root)])  # results are served from the capped run folders, never copied
-    with gr.Blocks(title=TITLE, delete_cache=(600, 600)) as app:
+    with gr.Blocks(title=TITLE) as app:  # Gradio's cache is kept within the disk budget by h.tidy (DDPM_DISK_MB)
         model_state = gr.State(h.name)
         gr.Markdown(INTRO)
         box, load_button, bundled, info = model_row(h)

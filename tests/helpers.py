@@ -1,6 +1,11 @@
 """Small shared pieces for the tests."""
 
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -32,3 +37,43 @@ def tiny_unet(size: int = 8, channels: int = 1, seed: int = 0) -> UNet2DModel:
 
 # Every device this machine has: the device tests run on the CPU everywhere, and on CUDA too where a GPU is present.
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def app_server(folder: Path, timeout_s: float = 180, **env: str):
+    """`python app.py` exactly as a user starts it (the bundled model), on a free port, with `env` on top of this
+    process's environment; its log and its temporary files (run folders, Gradio's cache) under `folder`. Yields
+    {"url", "proc", "log", "tmp"} once it accepts connections; stops it after."""
+    port = free_port()
+    logs, tmp = folder / "server.log", folder / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_PORT": str(port),
+           "TMPDIR": str(tmp), **env}  # fmt: skip
+    env.pop("MODEL_ID", None)
+    with open(logs, "w") as log:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"app.py exited: {logs.read_text()[-2000:]}")
+            if time.time() > deadline:
+                raise RuntimeError(f"app.py did not start in {timeout_s:.0f} s")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        yield {"url": f"http://127.0.0.1:{port}/", "proc": proc, "log": logs, "tmp": tmp}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

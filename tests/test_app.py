@@ -3,9 +3,6 @@ headless Chromium clicking Generate."""
 
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +12,7 @@ import psutil
 import pytest
 import torch
 from gradio_client import Client, handle_file
+from helpers import app_server
 from PIL import Image
 
 from ddpm import space
@@ -27,38 +25,11 @@ DDIM = "DDIM (fewer steps, eta)"
 FP32 = "fp32: full precision (ancestral: diffusers' exact images)"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`python app.py` exactly as a user starts it (bundled model), on a free port."""
-    port = free_port()
-    logs = tmp_path_factory.mktemp("app") / "server.log"
-    tmp = tmp_path_factory.mktemp("server-tmp")  # the server's temporary files (run folders, Gradio's cache) land here
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GRADIO_SERVER_PORT": str(port),
-           "TMPDIR": str(tmp), "DDPM_CLIENT_UPLOAD_MB": "40"}  # fmt: skip
-    env.pop("MODEL_ID", None)
-    with open(logs, "w") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"app.py exited: {logs.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        pytest.fail("app.py did not start in 120 s")
-    yield {"url": url, "proc": proc, "log": logs, "tmp": tmp}
-    proc.terminate()
-    proc.wait(timeout=30)
+    with app_server(tmp_path_factory.mktemp("app"), DDPM_CLIENT_UPLOAD_MB="40") as started:
+        yield started
 
 
 def visitor(server, n: int, **kwargs) -> Client:
@@ -138,12 +109,15 @@ def test_bad_inputs_get_one_line_errors_and_the_app_keeps_serving(server, tmp_pa
         client.predict(0, 2, DDIM, 100000, 0.0, False, FP32, api_name="/generate")
     with pytest.raises(Exception, match="Value: 'euler' is not in the list of choices: DDPM ancestral"):
         client.predict(0, 2, "euler", 10, 0.0, False, FP32, api_name="/generate")
+    # a refused view: one line on its text and a warning, its pictures left as they were (no error badge on each)
     (tmp_path / "notes.png").write_text("not an image, whatever its name says")
-    with pytest.raises(Exception, match="notes.png is not an image this app can read: upload a PNG") as e:
-        client.predict("uploaded image", "Dress", 0, handle_file(str(tmp_path / "notes.png")), 10, 0, api_name="/forward")
-    assert "Traceback" not in str(e.value)
-    with pytest.raises(Exception, match="pick a class of this model's data: T-shirt/top, Trouser"):
-        client.predict("held-out test image", "Cat", 0, None, 10, 0, api_name="/forward")
+    picture, text, strip = client.predict(
+        "uploaded image", "Dress", 0, handle_file(str(tmp_path / "notes.png")), 10, 0, api_name="/forward"
+    )
+    assert text.startswith("⚠️ notes.png is not an image this app can read: upload a PNG") and "Traceback" not in text
+    assert picture == strip == {"__type__": "update"}  # gr.skip(): unchanged
+    text = client.predict("held-out test image", "Cat", 0, None, 10, 0, api_name="/forward")[1]
+    assert text.startswith("⚠️ pick a class of this model's data: T-shirt/top, Trouser")
     result = client.predict(1, 2, DDIM, 5, 0.0, False, FP32, api_name="/generate")
     assert result[1].startswith("done: 5 steps")
     loaded = client.predict("pretrained/ddpm-fashion", api_name="/load_model")  # the schedule and an example come along
@@ -167,8 +141,8 @@ def test_hostile_requests_get_one_line_and_reveal_nothing(server, tmp_path):
     assert re.search("x{57}\\.\\.\\.|at most 200 characters", replies["x" * 10_000])
     # a decompression bomb: a few kB on disk, 400 megapixels decoded
     Image.new("1", (20_000, 20_000)).save(tmp_path / "bomb.png")
-    with pytest.raises(Exception, match="bomb.png is far larger than 4096x4096 pixels decoded: upload a smaller image"):
-        client.predict("uploaded image", "Dress", 0, handle_file(str(tmp_path / "bomb.png")), 10, 0, api_name="/forward")
+    bomb = client.predict("uploaded image", "Dress", 0, handle_file(str(tmp_path / "bomb.png")), 10, 0, api_name="/forward")
+    assert bomb[1].startswith("⚠️ bomb.png is far larger than 4096x4096 pixels decoded: upload a smaller image")
     (tmp_path / "big.png").write_bytes(b"\0" * 11 * 2**20)  # over max_file_size
     with pytest.raises(Exception) as e:
         client.predict("uploaded image", "Dress", 0, handle_file(str(tmp_path / "big.png")), 10, 0, api_name="/forward")
@@ -343,6 +317,8 @@ def test_browser_click_generate(server, tmp_path):
         phone.screenshot(path=str(shot.with_name("phone.png")), full_page=True)
         browser.close()
     assert shot.stat().st_size > 10_000
+    errors = [line for line in server["log"].read_text().splitlines() if re.search(r"\bERROR\b|Traceback", line)]
+    assert not errors, errors  # the walk left nothing wrong in the server's log
 
 
 # --------------------------------------------------------------------- round 2: what a hostile client tries
@@ -471,5 +447,6 @@ def test_a_second_generate_during_a_run_stops_it_and_starts_the_new_one(server):
     assert second.result(timeout=120)[1].startswith("done: 5 steps for 2 image(s)")
     first.result(timeout=30)
     assert first.outputs()[-1][1] == "Stopped: you started a new run."
+    assert "output values" not in server["log"].read_text()  # the replaced run's last update fits the outputs
     busy = idle_cpu_s(server, wait=1.0)
     assert busy < 0.5, f"the server kept computing {busy:.1f} CPU-s in 2 s after the replaced run"

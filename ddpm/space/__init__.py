@@ -2,7 +2,7 @@
 
 - `registry`: which models a visitor may load, the budget check before weights are read, the memory-bounded cache;
 - `settings`: a sampling request (seed, images, sampler, steps, eta, precision, clipping), checked;
-- `runtime`: per-run output folders and the network behind one lock;
+- `runtime`: per-run output folders, the disk budget, the network behind one lock, the clock that stops a run;
 - `stream`: a sampling run streamed as updates (live frame, GIF, gallery, zip), from noise or from a drawing;
 - `inputs`: images coming in (held-out test images, uploads, sketches) as model input;
 - `views`: the teaching views (forward process, schedule, strength note, the bound term by term).
@@ -38,7 +38,7 @@ from .registry import (
     parameter_bytes,
     trained_on,
 )
-from .runtime import Serialized, WorkDirs, on_gpu, pick_device
+from .runtime import DiskBudget, RunClock, Serialized, WorkDirs, on_gpu, pick_device
 from .settings import (
     CLIP_LABELS,
     CLIP_NOTE,
@@ -53,6 +53,7 @@ from .settings import (
     check_work,
     cost_of,
     default_precision,
+    learn_cost,
     network_calls,
     predicted_seconds,
     shown,
@@ -78,6 +79,7 @@ __all__ = [
     "CLIP_LABELS",
     "CLIP_NOTE",
     "DIGITS_MODEL",
+    "DiskBudget",
     "FAST_SAMPLER",
     "GALLERY_FRAMES",
     "GIF_FRAMES",
@@ -86,6 +88,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_UPLOAD_PIXELS",
     "ModelRegistry",
+    "RunClock",
     "PRECISION_LABELS",
     "ROOT",
     "SAMPLER_LABELS",
@@ -99,6 +102,7 @@ __all__ = [
     "check_work",
     "cost_of",
     "default_precision",
+    "learn_cost",
     "describe",
     "display_name",
     "drawing_image",

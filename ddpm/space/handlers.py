@@ -7,14 +7,18 @@ limits, each page's newest run) and turns plain arguments into Gradio values, ev
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from .. import space  # the package (this module is not imported by its __init__: no cycle)
 from ..hub import ModelLoadError, one_line
 from ..limits import Limits
+from ..visualize import save_png
 from . import guards
 
 log = logging.getLogger("ddpm.space")
@@ -29,6 +33,15 @@ _refuse = guards.refuse
 def ui_error(e: Exception) -> gr.Error:
     """Every failure reaches the visitor as one line, never a traceback; the log gets the same one line."""
     return _refuse(one_line(e, None))
+
+
+def refused(e: Exception) -> str:
+    """A request refused before it runs: a warning toast and the status line's text, in one line; the outputs
+    keep what they show (an error would turn each into a red badge)."""
+    text = one_line(e, None)
+    log.warning("refused: %s", text)
+    gr.Warning(text)
+    return f"⚠️ {text}"
 
 
 class Handlers:
@@ -49,6 +62,12 @@ class Handlers:
             self.first = self.registry.load(name)
         self.registry.default = self.name = name
         self.dirs = space.WorkDirs(workdir)
+        # Gradio copies what a handler returns into its cache and keeps it: unless the operator put that cache
+        # elsewhere, it lives in this process's folder (removed with it) and the disk budget covers it
+        os.environ.setdefault("GRADIO_TEMP_DIR", str(self.dirs.root / space.WorkDirs.GRADIO))
+        limits = self.registry.limits
+        self.disk = space.DiskBudget([self.dirs.root, get_upload_folder()], limits.disk_mb * 2**20, limits.disk_age_min * 60)
+        self._tidied = 0.0
         self.examples: dict[str, space.Update] = {}
         self._runs: dict[str, int] = {}  # the newest run of each page and kind (see _stream)
         self._runs_lock = threading.Lock()
@@ -63,8 +82,8 @@ class Handlers:
         n = max(1, space.cost_of(model).images_that_fit(steps, EXAMPLE_SECONDS))
         settings = space.check_settings(model, 0, n, space.FAST_SAMPLER, steps, 0.0, False, space.default_precision())
         folder = self.dirs.example(name)
-        *_, done = space.generate(model, settings, folder, min_interval=1e9)
-        done.preview.save(folder / "x0.png")
+        *_, done = space.generate(model, settings, folder, min_interval=1e9, limit_s=self.registry.limits.max_request_s)
+        save_png(done.preview, folder / "x0.png")
         done.preview = str(folder / "x0.png")
         done.status = (f"An example, made when this model loaded: {settings.sampler_name}, {steps} steps, {n} image(s), seed 0. "
                        "Press **Generate** for your own.")  # fmt: skip
@@ -143,9 +162,11 @@ class Handlers:
         except (ModelLoadError, ValueError):
             return ""
         calls, seconds = space.network_calls(model, settings), space.predicted_seconds(model, settings)
-        return (
-            f"About **{seconds:.0f} s** here for {settings.num_images} image(s) × {calls} steps, when no one else is generating."
-        )
+        text = f"About **{seconds:.0f} s** here for {settings.num_images} image(s) × {calls} steps when no one else generates"
+        limit = self.registry.limits.max_request_s
+        if seconds > limit:
+            return f"{text}: over this Space's {limit:g} s a request, so it will stop there and keep what it made."
+        return text + "."
 
     def generate(
         self, model_name, seed, num_images, sampler, num_steps, eta, show_x0, precision, clip=CLIPPED, request: gr.Request = None
@@ -156,7 +177,7 @@ class Handlers:
 
         def updates(run):
             settings = space.check_settings(model, seed, num_images, sampler, num_steps, eta, show_x0, precision, limits, clip)
-            return space.generate(model, settings, run)
+            return space.generate(model, settings, run, limit_s=limits.max_request_s)
 
         yield from self._stream(updates, request, kind="generate")
 
@@ -165,16 +186,14 @@ class Handlers:
         try:
             image = space.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
         except ValueError as e:  # an empty canvas: said on the status line; the last run's results stay as they were
-            log.warning("refused: %s", e)
-            gr.Warning(str(e))
-            yield (gr.skip(), f"⚠️ {e}", gr.skip(), gr.skip(), gr.skip())
+            yield (gr.skip(), refused(e), gr.skip(), gr.skip(), gr.skip())
             return
 
         def updates(run):
             settings = space.check_settings(model, seed, 1, sampler, num_steps, 0.0, False, precision, clip=clip)
             space.strength_note(model, t)  # checks t
             space.check_work(model, settings, self.registry.limits, start=int(t))  # the steps it runs from t
-            return space.from_drawing(model, image, t, settings, run)
+            return space.from_drawing(model, image, t, settings, run, limit_s=self.registry.limits.max_request_s)
 
         yield from self._stream(updates, request)
 
@@ -200,27 +219,39 @@ class Handlers:
         folder of the visitor's own; every failure is one line. A second click while a run goes on starts a new run
         and ends this one at its next update, saying so: stop and restart, never ignored."""
         scrubber = kind == "generate"  # Generate's runs end with the scrubber's frames
+        unchanged = [gr.skip()] * (6 if scrubber else 3)  # all but the preview and the status line
         key, ticket = self._newest(request, kind)
+        self.tidy()
+        run = None
         try:
             run = self.dirs.new(guards.client_of_request(request))
             for i, update in enumerate(make_updates(run)):
                 if self._runs.get(key) != ticket:
-                    yield (gr.skip(), "Stopped: you started a new run.", *[gr.skip()] * (7 if scrubber else 3))
+                    yield (gr.skip(), "Stopped: you started a new run.", *unchanged)
                     return
                 update.preview = self._preview_file(run, i, update)
                 yield self.run_values(update, scrubber)
-        except ValueError as e:
-            raise ui_error(e) from None
+        except ValueError as e:  # refused before it ran: the page keeps the last run's results
+            yield (gr.skip(), refused(e), *unchanged)
         except Exception as e:  # noqa: BLE001 - a real crash: its traceback to the log, one line to the visitor
             log.exception("generation failed")
             raise ui_error(RuntimeError(f"generation failed ({type(e).__name__}); the server log has the details")) from None
+        finally:
+            if run is not None:
+                self.dirs.finished(run)
+
+    def tidy(self, every_s: float = 2.0) -> None:
+        """Keep the Space's files within the disk budget (`space.DiskBudget`), at most every `every_s` seconds."""
+        if time.monotonic() - self._tidied >= every_s:
+            self._tidied = time.monotonic()
+            self.disk.prune(busy=set(self.dirs.busy))
 
     @staticmethod
     def _preview_file(run: Path, i: int, update) -> str:
         """The live frame as a PNG in the run folder (served from there, not copied to Gradio's cache); only the
         last LIVE_FILES_KEPT stay on disk."""
         path = run / ("x0.png" if update.done else f"live-{i}.png")
-        update.preview.save(path)
+        save_png(update.preview, path)
         (run / f"live-{i - LIVE_FILES_KEPT}.png").unlink(missing_ok=True)
         return str(path)
 
@@ -230,12 +261,13 @@ class Handlers:
 
     def forward(self, model_name, source, class_name, index, upload, t, seed):
         model = self.current(model_name)
+        self.tidy()
         try:
             x0 = self._image(model, source, class_name, index, upload)
             picture, text = space.forward_view(model, x0, t, seed)
             return picture, text, space.forward_strip(model, x0, seed=seed)
         except ValueError as e:
-            raise ui_error(e) from None
+            return gr.skip(), refused(e), gr.skip()
 
     def schedule(self, model_name):
         model = self.current(model_name)
@@ -268,9 +300,10 @@ class Handlers:
         """The bound, streamed: a progress line about every half second, then the chart; a cancelled request stops
         before its next network call."""
         model = self.current(model_name)
+        self.tidy()
         try:
             x0 = space.model_input(model, space.open_upload(upload)) if source == UPLOADED else space.held_out_batch(model, count)
             for chart, text in space.likelihood_view(model, x0, seed, limits=self.registry.limits):
                 yield gr.skip() if chart is None else chart, text
         except ValueError as e:
-            raise ui_error(e) from None
+            yield gr.skip(), refused(e)

@@ -9,10 +9,10 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..hub import LoadedModel, ModelLoadError, load_pipeline, prune_hub_cache
-from ..limits import Limits, OverBudget, check_model, measure_cost
+from ..limits import Limits, OverBudget, check_model
 from ..models import count_parameters
 from .runtime import pick_device
-from .settings import shown
+from .settings import cost_of, shown
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_MODEL = str(ROOT / "pretrained" / "ddpm-fashion")  # the default: Fashion-MNIST 28 px, T = 1000
@@ -93,7 +93,7 @@ class ModelRegistry:
         local = self.is_folder(key)
         model = load_pipeline(key, check=check, local=local, device=self.device)
         model.flops_per_step = cost["flops"]
-        model.cost = measure_cost(model.unet)  # what a step costs on this machine: the request budget's unit
+        cost_of(model)  # what a step costs on this machine: the price of a request
         with self._lock:
             self._models[key] = model
             self._models.move_to_end(key)

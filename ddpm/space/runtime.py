@@ -1,5 +1,6 @@
-"""The server's shared resources: per-run output folders (bounded on disk, removed with their process) and the
-network behind one lock (one forward pass at a time on a small CPU)."""
+"""The server's shared resources: per-run output folders (bounded on disk, removed with their process), the disk
+budget over them and Gradio's cache, the network behind one lock (one forward pass at a time on a small CPU) and
+the clock that stops a run at the request limit."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 
@@ -24,6 +26,7 @@ class WorkDirs:
 
     PREFIX = "ddpm-space-"
     EXAMPLES = "examples"  # one folder per loaded model's arrival example, kept while the process runs
+    GRADIO = "gradio"  # Gradio's cache, where the Space puts it (app.py): not a run
 
     def __init__(self, root: str | Path | None = None, keep: int = 64, per_owner: int = 4):
         if root is None:
@@ -35,6 +38,7 @@ class WorkDirs:
             atexit.register(pid_file.unlink, missing_ok=True)
         self.root = Path(root)
         self.keep, self.per_owner = keep, per_owner
+        self.busy: set[Path] = set()  # runs still being made: never removed, whatever their age or size
         self._lock = threading.Lock()
 
     @classmethod
@@ -57,14 +61,23 @@ class WorkDirs:
         with self._lock:
             self.root.mkdir(parents=True, exist_ok=True)
             path = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{tag}-"))
-            runs = sorted((p for p in self.root.iterdir() if p.name != self.EXAMPLES), key=lambda p: p.stat().st_mtime)
+            runs = sorted(
+                (p for p in self.root.iterdir() if p.name not in (self.EXAMPLES, self.GRADIO)), key=lambda p: p.stat().st_mtime
+            )
             mine = [p for p in runs if p.name.startswith(f"{tag}-")]
             doomed = mine[: max(0, len(mine) - self.per_owner)]
             rest = [p for p in runs if p not in doomed]
             doomed += rest[: max(0, len(rest) - self.keep)]
             for old in doomed:
-                shutil.rmtree(old, ignore_errors=True)
+                if old not in self.busy:
+                    shutil.rmtree(old, ignore_errors=True)
+            self.busy.add(path)
             return path
+
+    def finished(self, path: Path) -> None:
+        """The run in `path` is made: from now on it may go, oldest first."""
+        with self._lock:
+            self.busy.discard(path)
 
     def example(self, model_key: str, keep: int = 16) -> Path:
         """The folder of a model's arrival example: not a run (visitors' runs never evict it); the examples of the
@@ -77,6 +90,73 @@ class WorkDirs:
             for old in others[: max(0, len(others) - keep + 1)]:
                 shutil.rmtree(old, ignore_errors=True)
             return path
+
+
+class DiskBudget:
+    """The Space's files on disk — its run folders and Gradio's cache, where Gradio copies what a handler returns
+    and keeps it — under `max_bytes` in all, none older than `max_age_s`.
+
+    Each root's entries (a run folder, one of Gradio's hash-named folders) go whole, oldest first (by their newest
+    file). Counted but kept whatever the budget: the names in `keep` (the arrival examples every new visitor is
+    shown; Gradio's cache when it lies inside a root, as a root of its own), the paths in `busy` (runs still being
+    made), and entries touched in the last `grace_s` seconds (a result just sent, which the browser is about to
+    fetch; an upload a request is about to read)."""
+
+    def __init__(self, roots, max_bytes: float, max_age_s: float, grace_s: float = 10.0,
+                 keep=(WorkDirs.EXAMPLES, WorkDirs.GRADIO)):  # fmt: skip
+        self.roots = [Path(r) for r in roots]
+        self.max_bytes, self.max_age_s, self.grace_s, self.keep = max_bytes, max_age_s, grace_s, set(keep)
+        self._lock = threading.Lock()
+
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """(newest mtime, bytes, path) of every entry under the roots, oldest first; a root inside another is
+        listed as its own entries, not as one."""
+        found = []
+        for root in self.roots:
+            for entry in root.iterdir() if root.is_dir() else ():
+                if entry not in self.roots:
+                    found.append((*_newest_and_size(entry), entry))
+        return sorted(found, key=lambda e: e[0])
+
+    def prune(self, busy=()) -> int:
+        """Remove what is over the age limit, then the oldest entries until the total is within the budget;
+        returns the bytes left."""
+        with self._lock:
+            entries, now = self.entries(), time.time()
+            total = sum(size for _, size, _ in entries)
+            for mtime, size, path in entries:
+                if path.name in self.keep or path in busy or now - mtime < self.grace_s:
+                    continue
+                if total > self.max_bytes or now - mtime > self.max_age_s:
+                    _remove(path)
+                    total -= size
+            return total
+
+
+def _newest_and_size(path: Path) -> tuple[float, int]:
+    """The newest modification time of anything under `path` (itself included) and its files' bytes."""
+    try:
+        stat = path.lstat()
+    except OSError:
+        return 0.0, 0
+    if not path.is_dir() or path.is_symlink():
+        return stat.st_mtime, stat.st_size
+    newest, size = stat.st_mtime, 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                s = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            newest, size = max(newest, s.st_mtime), size + s.st_size
+    return newest, size
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -121,16 +201,36 @@ def on_gpu(fn, duration=None):
 
 class Serialized:
     """The network behind one process-wide lock: one forward pass at a time. Concurrent requests then take turns
-    step by step instead of running several thread teams on 2 vCPUs, which slows every one of them many times."""
+    step by step instead of running several thread teams on 2 vCPUs, which slows every one of them many times.
+    One instance per run: it counts the run's network calls and the seconds it waited for other runs' turns."""
 
     lock = threading.Lock()
 
     def __init__(self, network):
         self.network = network
+        self.calls, self.waited = 0, 0.0
 
     def __call__(self, *args, **kwargs):
+        asked = time.perf_counter()
         with self.lock:
+            self.waited += time.perf_counter() - asked
+            self.calls += 1
             return self.network(*args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self.network, name)
+
+
+class RunClock:
+    """How long a run has held the server: the seconds since it started less those its network waited for other
+    runs' turns. `over()` once they reach `limit_s` (None: never), when the run stops and keeps what it made."""
+
+    def __init__(self, network: Serialized, limit_s: float | None = None):
+        self.network, self.limit_s, self.start = network, limit_s, time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.network.waited
+
+    def over(self) -> bool:
+        return self.limit_s is not None and self.seconds >= self.limit_s

@@ -16,10 +16,10 @@ from PIL import Image
 
 from ..hub import LoadedModel
 from ..sampling import frame_times, trajectory, walk
-from ..visualize import auto_scale, captioned, grid, save_gif, side_by_side
+from ..visualize import auto_scale, captioned, grid, save_gif, save_png, side_by_side
 from .inputs import model_input
-from .runtime import Serialized
-from .settings import Settings
+from .runtime import RunClock, Serialized
+from .settings import Settings, fewer, learn_cost
 from .views import strength_note
 
 GIF_FRAMES = 60
@@ -90,6 +90,7 @@ def generate(
     workdir: str | Path,
     min_interval: float = 0.5,
     noised: tuple[torch.Tensor, int] | None = None,
+    limit_s: float | None = None,
 ) -> Iterator[Update]:
     """Run the sampler and stream: the first frame at once, then a preview every `min_interval` seconds, then
     the results.
@@ -98,6 +99,8 @@ def generate(
     a gallery of PNG frames chosen evenly in log-SNR and captioned with t and SNR, and a zip of all of them.
     `noised = (x_0, t)` starts instead from x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps at time t, eps being the
     seed's first draw (the one Generate spends on x_T), and shows x_0 and x_t left of the final image.
+    A run that has held the server `limit_s` seconds (`RunClock`) stops at its next step: its last update holds
+    the frames made up to that step, the status line says where it stopped and why.
     """
     workdir = Path(workdir)
     frames_dir = workdir / "frames"
@@ -134,39 +137,46 @@ def generate(
     gif_frames: list[Image.Image] = []
     gallery: list[tuple[Image.Image, int]] = []
     scrub: list[tuple[str, str]] = []
+    network = Serialized(unet)
+    clock = RunClock(network, limit_s)
     start_time = last = time.perf_counter()
-    picture = None
-    frames = trajectory(Serialized(unet), scheduler, settings.num_images, sampler=settings.sampler, num_inference_steps=steps,
+    picture = stopped = None
+    frames = trajectory(network, scheduler, settings.num_images, sampler=settings.sampler, num_inference_steps=steps,
                         eta=settings.eta, generator=generator, precision=settings.precision, start=start,
                         clip_sample=settings.clip)  # fmt: skip
     for frame in frames:
         now = time.perf_counter()
+        stopped = frame if frame.step < n and clock.over() else None  # the limit: this frame is the last
         due = frame.step == 0 or now - last >= min_interval
-        if not (due or frame.step in keep_gif or frame.step in keep_gallery or frame.step == n):
+        if not (due or stopped or frame.step in keep_gif or frame.step in keep_gallery or frame.step == n):
             continue
         picture = render(frame)
         caption = frame_caption(scheduler, frame.t)
-        if frame.step in keep_gif:
+        if frame.step in keep_gif or stopped:
             gif_frames.append(captioned(picture, caption))
-            pair = picture if settings.show_x0 else side_by_side(picture, predicted(frame))  # x_t | x̂0, drawn once
-            pair = captioned(pair, f"x_t | predicted x_0 · {caption}")
+            pair = gif_frames[-1]  # x_t | x̂0 for the scrubber, each half captioned
+            if not settings.show_x0:
+                pair = side_by_side(pair, captioned(predicted(frame), "predicted x_0 from this x_t"))
             path = frames_dir / f"scrub-{len(scrub):03d}.png"
-            pair.save(path)
+            save_png(pair, path)
             scrub.append((str(path), caption))
-        if frame.step in keep_gallery:
+        if frame.step in keep_gallery or stopped:
             gallery.append((picture, frame.t))
+        if stopped:
+            frames.close()
+            break
         if due and frame.step < n:
             last = now
             left = (now - start_time) / max(frame.step, 1) * (n - frame.step)
             eta_text = f" · about {left:.0f} s left" if frame.step else ""
             yield Update(picture, f"step {frame.step} of {n} · {caption}{eta_text}", frame.step, n)
 
-    elapsed = time.perf_counter() - start_time
+    learn_cost(model, settings.num_images, network.calls, clock.seconds)
     gif = save_gif(gif_frames, workdir / "trajectory.gif")
     captions = []
     for image, t in gallery:
         path = frames_dir / f"t={t:04d}.png"
-        image.save(path)
+        save_png(image, path)
         captions.append((str(path), frame_caption(scheduler, t)))
     zip_path = workdir / "ddpm-trajectory.zip"
     with zipfile.ZipFile(zip_path, "w") as z:
@@ -176,13 +186,19 @@ def generate(
     for before in reversed(lead):
         picture = side_by_side(before, picture)
     clipped = "x̂0 clipped" if settings.clip else "x̂0 not clipped"
-    status = (f"done: {n} steps for {settings.num_images} image(s) in {elapsed:.1f} s "
-              f"({settings.sampler_name}, seed {settings.seed}, {settings.precision}, {clipped})")  # fmt: skip
+    what = f"({settings.sampler_name}, seed {settings.seed}, {settings.precision}, {clipped})"
+    if stopped is not None:
+        status = (f"stopped at step {stopped.step} of {n} ({frame_caption(scheduler, stopped.t)}) after {clock.seconds:.0f} s, "
+                  f"this Space's limit for one request; the GIF and frames go up to that step {what}. "
+                  f"To finish within it: {fewer(settings)}.")  # fmt: skip
+        yield Update(picture, status, stopped.step, n, gif=str(gif), gallery=captions, download=str(zip_path), scrub=scrub)
+        return
+    status = f"done: {n} steps for {settings.num_images} image(s) in {time.perf_counter() - start_time:.1f} s {what}"
     yield Update(picture, status, n, n, gif=str(gif), gallery=captions, download=str(zip_path), scrub=scrub)
 
 
 def from_drawing(model: LoadedModel, image: Image.Image, t: int, settings: Settings, workdir: str | Path,
-                 min_interval: float = 0.5) -> Iterator[Update]:  # fmt: skip
+                 min_interval: float = 0.5, limit_s: float | None = None) -> Iterator[Update]:  # fmt: skip
     """Your image through q and back through p_theta: x_0 (preprocessed as training data is) -> x_t (the closed
     form, eps from the seed) -> x_0 again by the reverse process from t, streamed as `generate` streams.
     At t = 0 the result is the input; at t = T it is Generate's image for that seed up to sqrt(abar_T) x_0."""
@@ -194,8 +210,8 @@ def from_drawing(model: LoadedModel, image: Image.Image, t: int, settings: Setti
         workdir.mkdir(parents=True, exist_ok=True)
         gif = save_gif([picture], workdir / "trajectory.gif")
         frame = workdir / "t=0000.png"
-        picture.save(frame)
+        save_png(picture, frame)
         gallery = [(str(frame), "t = 0 (x_0)")]
         yield Update(picture, "done: t = 0, no steps: the input itself", 0, 0, gif=str(gif), gallery=gallery, download=str(gif))
         return
-    yield from generate(model, settings, workdir, min_interval, noised=(x0, int(t)))
+    yield from generate(model, settings, workdir, min_interval, noised=(x0, int(t)), limit_s=limit_s)

@@ -15,7 +15,7 @@ from ..hub import LoadedModel
 from ..likelihood import BoundTerms, bound_terms
 from ..limits import Limits, check_request
 from ..visualize import auto_scale, frame_indices, grid, side_by_side
-from .runtime import Serialized
+from .runtime import RunClock, Serialized
 from .settings import cost_of
 
 
@@ -109,45 +109,66 @@ def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0, limits:
                     every_s: float = 0.5) -> Iterator[tuple[object | None, str]]:  # fmt: skip
     """The bound L_T + sum L_{t-1} + L_0 (bits/dim) on a batch: yields (None, a progress line) about every `every_s`
     seconds while the T network calls run, then (a chart of every term, a summary). A caller that stops iterating
-    stops the work before the next network call (Gradio does, when a visitor cancels). The budget is checked at once."""
+    stops the work before the next network call (Gradio does, when a visitor cancels). With `limits`, a batch far
+    over the request limit is refused at once, and a computation that reaches the limit stops there and shows the
+    terms it has."""
+    limit = None
     if limits is not None:
-        check_request(x0.shape[0], model.scheduler.num_train_timesteps, cost_of(model), limits)
-    return _likelihood_steps(model, x0, seed, every_s)
+        check_request(x0.shape[0], model.scheduler.num_train_timesteps, cost_of(model), limits, "fewer images")
+        limit = limits.max_request_s
+    return _likelihood_steps(model, x0, seed, every_s, limit)
 
 
-def _likelihood_steps(model: LoadedModel, x0: torch.Tensor, seed: int, every_s: float):
+def _likelihood_steps(model: LoadedModel, x0: torch.Tensor, seed: int, every_s: float, limit_s: float | None = None):
     T = model.scheduler.num_train_timesteps
-    steps = bound_terms(Serialized(model.unet), model.scheduler, x0, generator=torch.Generator().manual_seed(int(seed)))
-    last = time.monotonic()
+    network = Serialized(model.unet)
+    clock = RunClock(network, limit_s)
+    steps = bound_terms(network, model.scheduler, x0, generator=torch.Generator().manual_seed(int(seed)))
+    last, stop = time.monotonic(), None
     while True:
         try:
-            done = next(steps)
+            done = steps.send(stop)
         except StopIteration as end:
             terms = end.value
             break
-        if time.monotonic() - last >= every_s:
+        stop = clock.over() or None  # True: the generator returns the terms it has
+        if not stop and time.monotonic() - last >= every_s:
             last = time.monotonic()
             yield None, f"computing the bound: {done} of {T} timesteps done (t = {T - done})"
-    yield bound_chart(terms, x0.shape[0])
+    yield bound_chart(terms, x0.shape[0], clock.seconds)
 
 
-def bound_chart(terms: BoundTerms, n: int):
-    """A chart of every term of the bound over t and of the totals, and a one-paragraph summary."""
+def bound_chart(terms: BoundTerms, n: int, seconds: float = 0.0):
+    """A chart of every term of the bound over t and of the totals, and a one-paragraph summary; for a
+    computation stopped at the request limit, the terms it has and what is missing."""
     from matplotlib.figure import Figure
 
     s = terms.summary()
     per_t = terms.terms.mean(0).numpy()
     T = len(per_t)
+    ts = terms.timesteps.numpy()
+    ts = ts[ts >= 1]  # the L_{t-1} terms computed (0-based index t is the article's time t + 1)
     fig = Figure(figsize=(10, 3.4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=(3, 1))
     ax1.semilogy(
-        np.arange(2, T + 1),
-        np.clip(per_t[1:], 1e-12, None),
+        ts + 1,
+        np.clip(per_t[ts], 1e-12, None),
         label=r"$L_{t-1} = KL(q(x_{t-1} \mid x_t, x_0)\ \|\ p_\theta(x_{t-1} \mid x_t))$",
     )
     ax1.set(title="terms of the bound over t (bits/dim)", xlabel="t")
     ax1.grid(alpha=0.3)
     ax1.legend(fontsize=8)
+    if not terms.complete:
+        ax1.set_xlim(1, T + 1)
+        ax2.bar([r"$L_T$", r"$\sum L_{t-1}$ so far"], [s["L_T"], s["sum_L_t-1"]], color=["#999", "#4c72b0"])
+        ax2.set(title="bits/dim (incomplete)")
+        first = int(terms.timesteps[0]) + 1
+        text = (
+            f"**Stopped at t = {first}** after {len(terms.timesteps)} of {T} timesteps ({seconds:.0f} s, this Space's limit for "
+            f"one request): the terms from t = {T} down to {first} are drawn, Σ L_{{t−1}} over them = {s['sum_L_t-1']:.3f} "
+            f"bits/dim for {n} image(s). The bound needs all {T}: fewer images finish within the limit."
+        )
+        return fig, text
     names = [r"$L_T$", r"$\sum L_{t-1}$", r"$L_0$", "total"]
     values = [s["L_T"], s["sum_L_t-1"], s["L_0"], s["bits_per_dim"]]
     ax2.bar(names, values, color=["#999", "#4c72b0", "#dd8452", "#222"])

@@ -1,0 +1,154 @@
+"""The request limit as a visitor meets it, through real servers: a server that started while other work held both
+cores still serves the article's own runs; a run that reaches the limit stops and keeps what it made; a request far
+beyond it is refused with the page left as it was; the Space's files stay within the disk budget."""
+
+import re
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from helpers import app_server
+from PIL import Image
+
+from ddpm import space
+from ddpm.space.handlers import FAST_LABEL
+
+ANCESTRAL = "DDPM ancestral, all T steps (Algorithm 2)"
+DDIM = "DDIM (fewer steps, eta)"
+FP32 = "fp32: full precision (ancestral: diffusers' exact images)"
+BOUND_DATA = "held-out test images"
+UNCHANGED = {"__type__": "update"}  # gr.skip(), as an API caller receives it
+
+
+def du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def clean_log(server) -> None:
+    """No error, traceback or Gradio warning (e.g. a wrong number of outputs) in the server's log."""
+    bad = [line for line in server["log"].read_text().splitlines() if re.search(r"\bERROR\b|Traceback|output values", line)]
+    assert not bad, bad
+
+
+def test_a_server_started_under_load_serves_the_articles_own_runs(tmp_path):
+    """Two busy processes hold both cores while the server starts (its model loads and is timed then), then stop:
+    the default Generate, Algorithm 2 with all T steps for 16 images and the bound of 4 held-out images all run to
+    the end under the default limit. (One timing at start-up used to decide, and refused the last two.)"""
+    with ExitStack() as stack:
+        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+        try:
+            server = stack.enter_context(app_server(tmp_path, timeout_s=300))  # up: model loaded, timed, example made
+        finally:
+            for b in burners:
+                b.kill()
+                b.wait()
+        client = Client(server["url"], verbose=False)
+        precision = space.default_precision()  # what a visitor gets
+        status = client.predict(0, 16, FAST_LABEL, 50, 0.0, False, precision, api_name="/generate")[1]
+        assert status.startswith("done: 50 steps for 16 image(s)"), status
+        status = client.predict(1, 16, ANCESTRAL, 50, 0.0, False, precision, api_name="/generate")[1]
+        assert status.startswith("done: 1000 steps for 16 image(s)"), status
+        chart, text = client.predict(BOUND_DATA, 4, None, 0, api_name="/likelihood")
+        assert re.match(r"\*\*\d\.\d{3} bits/dim\*\* \(upper bound", text), text
+        assert "refused" not in server["log"].read_text()
+        clean_log(server)
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    """A server whose requests may run 2 s, its disk budget 20 MB, Gradio's cache put where the operator says."""
+    folder = tmp_path_factory.mktemp("limited")
+    cache = folder / "tmp" / "gradio-cache"
+    with app_server(folder, DDPM_MAX_REQUEST_S="2", DDPM_DISK_MB="20", GRADIO_TEMP_DIR=str(cache)) as server:
+        yield server
+
+
+def test_a_run_that_reaches_the_limit_keeps_what_it_made(limited):
+    client = Client(limited["url"], verbose=False)
+    preview, status, gif, gallery, download, index, scrub = client.predict(
+        2, 4, ANCESTRAL, 50, 0.0, False, FP32, api_name="/generate"
+    )
+    stop = re.match(r"stopped at step (\d+) of 1000 \(t = (\d+) · SNR [^)]+\) after 2 s, this Space's limit for one", status)
+    assert stop, status
+    step, t = int(stop[1]), int(stop[2])
+    assert 0 < step < 1000 and t == 1000 - step
+    assert status.endswith("To finish within it: fewer images, or a sampler with fewer steps.")  # ancestral: no steps slider
+    frames = Image.open(gif).n_frames
+    assert frames >= 2 and gallery[-1]["caption"] == space.frame_caption(load_scheduler(), t)  # x_T ... x_t where it stopped
+    assert Path(download).is_file() and Path(preview).is_file()
+    assert index["maximum"] == index["value"] == frames - 1 and scrub["label"].endswith(gallery[-1]["caption"])
+    chart, text = client.predict(BOUND_DATA, 2, None, 0, api_name="/likelihood")
+    assert re.match(r"\*\*Stopped at t = \d+\*\* after \d+ of 1000 timesteps \(2 s, this Space's limit", text), text
+    assert chart is not None  # the terms it has, drawn
+    clean_log(limited)
+
+
+def load_scheduler():
+    from ddpm.hub import load_pipeline
+
+    return load_pipeline(space.BUNDLED_MODEL).scheduler
+
+
+def test_a_request_far_beyond_the_limit_is_refused_in_one_line_and_changes_nothing(limited):
+    client = Client(limited["url"], verbose=False)
+    preview, status, gif, gallery, *_ = client.predict(3, 16, ANCESTRAL, 50, 0.0, False, FP32, api_name="/generate")
+    assert re.match(
+        r"⚠️ 16 image\(s\) x 1000 steps would take about \d+ s here, far over this Space's 2 s a request: 1 image finishes "
+        r"up to \d+ steps within it \(use fewer images, or a sampler with fewer steps\)$",
+        status,
+    ), status
+    assert preview == gif == gallery == UNCHANGED  # the page keeps what it showed
+    chart, text = client.predict(BOUND_DATA, 16, None, 0, api_name="/likelihood")
+    assert chart == UNCHANGED and text.startswith("⚠️ 16 image(s) x 1000 steps") and text.endswith("(use fewer images)")
+    clean_log(limited)
+
+
+def test_a_stopped_or_refused_run_in_the_browser_shows_no_error(limited, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.goto(limited["url"], wait_until="domcontentloaded")
+        page.get_by_text("An example, made when this model loaded", exact=False).wait_for(timeout=60_000)
+        example = page.locator("img[src*='examples']").first
+        example.wait_for(timeout=30_000)
+        page.get_by_text(ANCESTRAL, exact=True).first.click()
+        page.get_by_role("button", name="Generate", exact=True).click()  # 16 images x 1000 steps: refused upfront
+        page.get_by_text("far over this Space's 2 s a request", exact=False).first.wait_for(timeout=30_000)
+        assert example.is_visible()  # the example stays where it was
+        page.get_by_label("number input for Number of images").fill("2")
+        page.get_by_label("number input for Number of images").press("Enter")
+        page.get_by_role("button", name="Generate", exact=True).click()  # 2 images: runs, stops at 2 s
+        page.get_by_text("this Space's limit for one request", exact=False).first.wait_for(timeout=60_000)
+        page.locator("img[src*='trajectory.gif']").first.wait_for(timeout=30_000)
+        page.wait_for_timeout(500)
+        assert page.get_by_text("Error", exact=True).count() == 0
+        page.screenshot(path=str(tmp_path / "stopped.png"), full_page=True)
+        browser.close()
+    clean_log(limited)
+
+
+def test_the_spaces_files_stay_within_the_disk_budget(limited):
+    """Many runs and forward views (Gradio copies their pictures into its cache) against a 20 MB budget: the server's
+    whole temporary folder stays within it, oldest results going first, the newest still served."""
+    client = Client(limited["url"], verbose=False, download_files=False)
+    first = client.predict(0, 16, DDIM, 12, 0.0, True, FP32, api_name="/generate")
+    runs = sorted(limited["tmp"].glob("ddpm-space-*/*-*"), key=lambda p: p.stat().st_mtime)
+    one_run = du(runs[-1])
+    for seed in range(1, 40):
+        client.predict(seed, 16, DDIM, 12, 0.0, True, FP32, api_name="/generate")
+        client.predict("held-out test image", "Ankle boot", seed % 10, None, 300, seed, api_name="/forward")
+    assert 40 * one_run > 2 * 20 * 2**20  # the runs made twice the budget at least
+    time.sleep(11)  # past the grace given to files just sent
+    last = client.predict(99, 1, DDIM, 2, 0.0, False, FP32, api_name="/generate")
+    total = du(limited["tmp"])
+    assert total <= 20 * 2**20 + 2 * one_run, f"{total / 2**20:.1f} MB"  # the budget, and the runs still in their grace
+    assert httpx.get(last[2]["url"]).status_code == 200  # the newest results are served ...
+    assert httpx.get(first[2]["url"]).status_code != 200  # ... the oldest went first
+    clean_log(limited)
