@@ -270,9 +270,9 @@ def build(
         draw_stop.click(h.stopped, None, draw_outputs[1], cancels=[drawing], **private)
         frames, index, picture = gen_outputs[5:]
         index.input(h.scrub, [frames, index], picture, **private)
-        _, num_images, sampler, num_steps = gen_inputs[:4]
-        for control in (num_images, sampler, num_steps):
-            control.change(h.estimate, [model_state, num_images, sampler, num_steps], estimate, **private)
+        _, num_images, sampler, num_steps, _, _, precision, _ = gen_inputs
+        for control in (num_images, sampler, num_steps, precision):
+            control.change(h.estimate, [model_state, num_images, sampler, num_steps, precision], estimate, **private)
         draw_t.input(h.strength, [model_state, draw_t], draw_note, **private)
         fwd_button.click(h.forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
         t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs, **private)

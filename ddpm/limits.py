@@ -183,12 +183,14 @@ class Cost:
         return Cost(fixed=self.fixed * ratio, per_image=self.per_image * ratio)
 
 
-def measure_cost(unet, repeats: int = 3) -> Cost:
-    """Time the network on this machine at batch 1 and batch 4 (fp32, after one warm-up call; the best of
-    `repeats`) and fit `fixed + per_image x batch`: what a request's images x steps will cost here."""
+def measure_cost(unet, repeats: int = 3, precision: str = "fp32") -> Cost:
+    """Time the network on this machine at batch 1 and batch 4 (in `precision`, after one warm-up call; the best
+    of `repeats`) and fit `fixed + per_image x batch`: what a request's images x steps will cost here."""
     import time
 
     import torch
+
+    from .sampling import network_precision
 
     cfg = unet.config
     size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
@@ -198,7 +200,7 @@ def measure_cost(unet, repeats: int = 3) -> Cost:
         x = torch.zeros(batch, cfg.in_channels, size, size, device=param.device, dtype=param.dtype)
         t = torch.full((batch,), 10, device=param.device)
         times = []
-        with torch.inference_mode():
+        with torch.inference_mode(), network_precision(precision, param.device):
             for _ in range(repeats + 1):
                 start = time.perf_counter()
                 unet(x, t)

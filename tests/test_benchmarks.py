@@ -329,3 +329,19 @@ def test_a_recipe_ablation_reads_compare_results_and_results_json(tmp_path):
     assert shipped_line.split(" | ")[3] == f"{shipped['ddim-50']['fd'] / shipped['ancestral']['fd']:.2f}"
     with pytest.raises(ValueError, match="LABEL=FILE"):
         recipe.group("note", [str(out)])
+
+
+def test_what_a_visitor_waits_for_is_measured_through_the_real_server():
+    """benchmarks.served on two short runs: each served run is paired with the network's own calls for it, and the
+    report's row says the ratio and whether it meets its target."""
+    from benchmarks.__main__ import served_lines
+    from benchmarks.served import measure
+
+    result = measure(repeats=1, images=2, cases=(("ddim", 4),))
+    (row,) = result["rows"]
+    assert row["calls"] == 4 and len(row["served"]) == len(row["network"]) == 1
+    assert 0 < row["network"][0] < row["served"][0]  # the server adds to the network, never less
+    assert row["ratio"] == row["served"][0] / row["network"][0] and 0 < row["first"][0] <= row["served"][0]
+    table = "\n".join(served_lines(result))
+    assert f"| DDIM, 4 steps | 4 | {row['first'][0]:.2f} s |" in table and f"**{row['ratio']:.2f}x**" in table
+    assert "≤ 1.5x: " in table and "Server peak RSS" in table

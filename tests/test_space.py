@@ -353,12 +353,14 @@ def test_the_price_keeps_the_fastest_measurement_and_learns_from_runs(model_dir)
     slow = Cost(fixed=quiet.fixed * 50, per_image=quiet.per_image * 50)  # as timed while other work held the cores
     m.cost = slow
     assert space.cost_of(m) is slow  # timed a moment ago: not again
-    m.cost_timed -= space.settings.REMEASURE_S + 1
+    m.timed["fp32"] -= space.settings.REMEASURE_S + 1
     assert space.cost_of(m).seconds(16, 1) < slow.seconds(16, 1) / 5  # timed again, now quiet: the fastest kept
     m.cost = slow
     settings = space.check_settings(m, 0, 2, "ddim", 5, 0, False)
     list(space.generate(m, settings, model_dir.parent / "learn"))
     assert m.cost.seconds(2, 5) < slow.seconds(2, 5)  # a real run was faster than the price: the price learned it
+    bf16 = space.cost_of(m, "bf16")  # timed apart: a CPU's bf16 is slower than fp32 for few images, faster for many
+    assert bf16 is not m.cost and bf16.per_image > 0 and space.cost_of(m, "bf16") is bf16
 
 
 def test_a_run_at_the_limit_stops_and_keeps_what_it_made(model, tmp_path, monkeypatch):

@@ -79,8 +79,9 @@ class Handlers:
             return done
         T = model.scheduler.num_train_timesteps
         steps = min(T, 50)
-        n = max(1, space.cost_of(model).images_that_fit(steps, EXAMPLE_SECONDS))
-        settings = space.check_settings(model, 0, n, space.FAST_SAMPLER, steps, 0.0, False, space.default_precision())
+        precision = space.default_precision()
+        n = max(1, space.cost_of(model, space.PRECISION_LABELS[precision]).images_that_fit(steps, EXAMPLE_SECONDS))
+        settings = space.check_settings(model, 0, n, space.FAST_SAMPLER, steps, 0.0, False, precision)
         folder = self.dirs.example(name)
         *_, done = space.generate(model, settings, folder, min_interval=1e9, limit_s=self.registry.limits.max_request_s)
         save_png(done.preview, folder / "x0.png")
@@ -154,11 +155,12 @@ class Handlers:
         path, caption = frames[max(0, min(int(index or 0), len(frames) - 1))]
         return gr.Image(value=path, label=f"x_t | x̂0 · {caption}")
 
-    def estimate(self, model_name, num_images, sampler, num_steps):
+    def estimate(self, model_name, num_images, sampler, num_steps, precision=None):
         """About how long a run takes here, from the model's measured cost, before it is asked for."""
         try:
             model = self.registry.load(model_name)
-            settings = space.check_settings(model, 0, num_images, sampler, num_steps, 0.0, False)
+            precision = precision or space.default_precision()
+            settings = space.check_settings(model, 0, num_images, sampler, num_steps, 0.0, False, precision)
         except (ModelLoadError, ValueError):
             return ""
         calls, seconds = space.network_calls(model, settings), space.predicted_seconds(model, settings)

@@ -107,28 +107,37 @@ REMEASURE_S = 30.0  # a model's cost is timed again, when the network is idle, a
 REMEASURE_MAX_GFLOP = 5.0  # ... where timing it (20 image-steps) costs less (a heavy model learns from its runs alone)
 
 
-def cost_of(model: LoadedModel) -> Cost:
-    """What a network call of this model costs on this machine, the fastest of what was measured: timed when it
-    loads, timed again when no run holds the network (at most every REMEASURE_S), and learned from the Space's own
-    runs (`learn_cost`). One timing is not the machine's speed: made while other work shares the cores, it reads
-    many times too slow, and keeping the fastest lets that pass."""
-    now = time.monotonic()
-    if model.cost is None:
-        model.cost, model.cost_timed = measure_cost(model.unet), now
-    elif now - getattr(model, "cost_timed", now) > REMEASURE_S and 0 < 20 * model.flops_per_step < REMEASURE_MAX_GFLOP * 1e9:
-        if Serialized.lock.acquire(blocking=False):  # idle: no visitor's step waits for this
-            try:
-                model.cost, model.cost_timed = model.cost.best(measure_cost(model.unet)), now
-            finally:
-                Serialized.lock.release()
-    return model.cost
+def cost_of(model: LoadedModel, precision: str = "fp32") -> Cost:
+    """What a network call of this model costs on this machine in `precision`, the fastest of what was measured:
+    timed when it loads, timed again when no run holds the network (at most every REMEASURE_S), and learned from
+    the Space's own runs (`learn_cost`). One timing is not the machine's speed: made while other work shares the
+    cores, it reads many times too slow, and keeping the fastest lets that pass. bf16 is timed apart (on a CPU it
+    is slower than fp32 for a few images, faster for many) where timing is cheap; else it is priced as fp32."""
+    cheap = 0 < 20 * model.flops_per_step < REMEASURE_MAX_GFLOP * 1e9
+    if precision != "fp32" and not cheap:
+        precision = "fp32"
+    attribute = "cost" if precision == "fp32" else f"cost_{precision}"  # model.cost: fp32, the loader's field
+    now, cost = time.monotonic(), getattr(model, attribute, None)
+    if cost is None:
+        cost = measure_cost(model.unet, precision=precision)
+    elif cheap and now - getattr(model, "timed", {}).get(precision, now) > REMEASURE_S and Serialized.lock.acquire(False):
+        try:  # idle: no visitor's step waits for this
+            cost = cost.best(measure_cost(model.unet, precision=precision))
+        finally:
+            Serialized.lock.release()
+    else:
+        return cost
+    setattr(model, attribute, cost)
+    model.timed = {**getattr(model, "timed", {}), precision: now}
+    return cost
 
 
-def learn_cost(model: LoadedModel, images: int, calls: int, seconds: float) -> None:
-    """A run of `images` x `calls` network calls held the server `seconds` (its rendering included): where that
-    is faster than the model's cost predicts, the cost learns it."""
-    if model.cost is not None:
-        model.cost = model.cost.learned(images, calls, seconds)
+def learn_cost(model: LoadedModel, settings: Settings, calls: int, seconds: float) -> None:
+    """A run of `calls` network calls on the request's images held the server `seconds` (its rendering included):
+    where that is faster than the model's cost in the request's precision predicts, that cost learns it."""
+    cost = cost_of(model, settings.precision)
+    attribute = "cost" if cost is model.cost else f"cost_{settings.precision}"
+    setattr(model, attribute, cost.learned(settings.num_images, calls, seconds))
 
 
 def network_calls(model: LoadedModel, settings: Settings, start: int | None = None) -> int:
@@ -140,7 +149,7 @@ def network_calls(model: LoadedModel, settings: Settings, start: int | None = No
 
 def predicted_seconds(model: LoadedModel, settings: Settings, start: int | None = None) -> float:
     """About how long the request takes here, from the model's measured cost (no one else generating)."""
-    return cost_of(model).seconds(settings.num_images, network_calls(model, settings, start))
+    return cost_of(model, settings.precision).seconds(settings.num_images, network_calls(model, settings, start))
 
 
 def fewer(settings: Settings) -> str:
@@ -155,12 +164,12 @@ def check_work(model: LoadedModel, settings: Settings, limits: Limits, start: in
     `network_calls`. Anything else runs, and stops at the limit."""
     calls = network_calls(model, settings, start)
     if calls:
-        check_request(settings.num_images, calls, cost_of(model), limits, fewer(settings))
+        check_request(settings.num_images, calls, cost_of(model, settings.precision), limits, fewer(settings))
 
 
 def budget_note(model: LoadedModel, limits: Limits) -> str:
-    """What this model costs here, from its measured cost: a step, all T steps and 50 steps of a fast sampler for
-    16 images, against a request's limit (said when a model loads, so a visitor knows what finishes)."""
+    """What this model costs here, from its measured cost (fp32): a step, all T steps and 50 steps of a fast sampler
+    for 16 images, against a request's limit (said when a model loads, so a visitor knows what finishes)."""
     cost, T = cost_of(model), model.scheduler.num_train_timesteps
     step_ms = cost.seconds(1, 1) * 1000
     budget = limits.max_request_s

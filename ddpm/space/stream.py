@@ -171,7 +171,7 @@ def generate(
             eta_text = f" · about {left:.0f} s left" if frame.step else ""
             yield Update(picture, f"step {frame.step} of {n} · {caption}{eta_text}", frame.step, n)
 
-    learn_cost(model, settings.num_images, network.calls, clock.seconds)
+    learn_cost(model, settings, network.calls, clock.seconds)
     gif = save_gif(gif_frames, workdir / "trajectory.gif")
     captions = []
     for image, t in gallery:
