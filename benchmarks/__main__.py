@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.served import network_alone  # noqa: E402
 from ddpm import space  # noqa: E402
 from ddpm.hub import load_pipeline  # noqa: E402
 from ddpm.likelihood import bits_per_dim  # noqa: E402
@@ -166,7 +167,7 @@ def bench_sampling(model_dir: str, batch: int, repeats: int) -> dict:
             )
         )
         theirs_t.append(t)
-        network_t.append(network_alone(m.unet, batch, T))
+        network_t.append(network_alone(m.unet, batch, list(range(T - 1, -1, -1))))
         diff = float(((ours / 2 + 0.5).clamp(0, 1) - theirs).abs().max())
         print(
             f"  sampling run {r + 1}/{repeats}: ours {ours_t[-1]:.2f} s, DDPMPipeline {theirs_t[-1]:.2f} s, "
@@ -192,18 +193,6 @@ def bench_sampling(model_dir: str, batch: int, repeats: int) -> dict:
         "batch": batch,
         "fast": fast,
     }
-
-
-@torch.inference_mode()
-def network_alone(unet, batch: int, steps: int) -> float:
-    """Seconds for `steps` bare forward passes of the UNet: what any sampler over all T steps must spend."""
-    cfg = unet.config
-    x = torch.randn(batch, cfg.in_channels, cfg.sample_size, cfg.sample_size)
-    unet(x, torch.tensor(steps - 1))
-    t0 = time.perf_counter()
-    for t in range(steps - 1, -1, -1):
-        unet(x, torch.tensor(t))
-    return time.perf_counter() - t0
 
 
 def bench_app(repeats: int) -> dict:
@@ -406,6 +395,30 @@ def plots(results: dict, out_dir: Path) -> list[str]:
     return made
 
 
+def served_lines(served: dict) -> list[str]:
+    """What a visitor waits for through the real server, beside the network alone (benchmarks/served.py)."""
+    from benchmarks.served import target
+
+    lines = [
+        f"What a visitor waits for (`python -m benchmarks.served`: the real server, gradio_client, {served['images']} images, "
+        f"{served['precision']}, bundled Fashion-MNIST model; each run paired with the network's own calls for it, timed "
+        "right after in the benchmark's process; medians, ratio range over the pairs):",
+        "",
+        "| run | network calls | first frame | served, s | network alone, s | served / network | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    names = {"ddpm": "ancestral, all T", "dpm2m": "DPM-Solver++ 2M", "ddim": "DDIM"}
+    for row in served["rows"]:
+        goal = target(row, served["T"])
+        lines.append(
+            f"| {names.get(row['sampler'], row['sampler'])}, {row['steps']} steps | {row['calls']} | "
+            f"{statistics.median(row['first']):.2f} s | {statistics.median(row['served']):.2f} | "
+            f"{statistics.median(row['network']):.2f} | **{row['ratio']:.2f}x** "
+            f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) | ≤ {goal}x: {_met(row['ratio'] <= goal)} |"
+        )
+    return [*lines, "", f"Server peak RSS {served['peak_rss_mb']:.0f} MiB."]
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "not met"
 
@@ -466,6 +479,8 @@ def report(results: dict, made: list[str]) -> str:
                 f"**{app['first_frame']:.2f} s**, finished after **{app['finished']:.1f} s**; server peak RSS "
                 f"{app['peak_rss_mb']:.0f} MiB."
             ]
+        if results.get("served"):
+            lines += ["", *served_lines(results["served"])]
         if results.get("training_rss_mb"):
             lines.append(f"Training peak RSS (batch {tr['batch'] if tr else 128}): {results['training_rss_mb']:.0f} MiB.")
         lines.append("")
@@ -555,6 +570,7 @@ def main() -> None:
         "--recipe-ablation", nargs="+", action="append", metavar="NOTE LABEL=FILE",
         help="a training ablation: how its models were trained, then each model's compare result (benchmarks/recipe.py)",
     )  # fmt: skip
+    p.add_argument("--served", default=None, help="a `python -m benchmarks.served` result: what a visitor waits for")
     p.add_argument(
         "--rare-failures", nargs="+", metavar="FILE", help="`python -m benchmarks.failures --out` results: broken "
         "pictures over many noises, into the fashion section and its card",
@@ -578,6 +594,8 @@ def main() -> None:
         results["recipe_ablation"] = [recipe.group(g[0], g[1:]) for g in a.recipe_ablation]
     if a.ddim_gap:
         results.setdefault("fashion", {})["ddim_gap"] = json.loads(Path(a.ddim_gap).read_text())
+    if a.served:
+        results["served"] = json.loads(Path(a.served).read_text())
     if a.rare_failures:
         results.setdefault("fashion", {})["rare_failures"] = [json.loads(Path(f).read_text()) for f in a.rare_failures]
     if not a.skip_speed and not a.skip_digits:
