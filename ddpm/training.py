@@ -351,9 +351,22 @@ def _write_held_out(cfg: TrainConfig, out: Path) -> None:
         data_lib.save_held_out(out / data_lib.HELD_OUT, data_lib.held_out_examples(test))
 
 
+def _settle_push(run: Run) -> None:
+    """Wait for the checkpoint push in flight, if any; a failed one is one line (training goes on, the model is here)."""
+    pending, run.pending_push = run.pending_push, None
+    if pending is not None:
+        try:
+            pending.result()
+        except Exception as e:  # noqa: BLE001 - network, auth, server: the next push sends the folder again
+            run.accelerator.print(f"warning: a checkpoint push failed ({one_line(e, 200)}); the next push sends the model again")
+
+
 def _write_model(run: Run, final_loss: float | None, *, final: bool, trained: str | None = None) -> None:
-    """The model folder: the EMA weights as a diffusers pipeline, held-out images, samples.png and the card."""
+    """The model folder: the EMA weights as a diffusers pipeline, held-out images, samples.png and the card. A
+    checkpoint push still uploading the folder is waited for first: rewritten under it, the upload could send the
+    new files, and the next push would find nothing changed and make no commit."""
     cfg, out = run.cfg, run.out
+    _settle_push(run)
     model = _ema_weights(run.accelerator, run.unet, run.ema)
     save_pipeline(out, model, run.scheduler)
     _write_held_out(cfg, out)
@@ -428,6 +441,7 @@ class Run:
     step: int = 0  # optimizer steps done
     first_step: int = 0  # where this process started (a resumed run starts past 0)
     started: float = dataclasses.field(default_factory=time.perf_counter)
+    pending_push: object | None = None  # the checkpoint push still uploading the model folder (a Future)
     _epoch: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -627,8 +641,8 @@ def periodic(run: Run, last_loss: float | None) -> None:
         save_checkpoint(accelerator, run.out, step, cfg.checkpoints_total_limit)
         if cfg.push_checkpoints and cfg.push_to_hub and accelerator.is_main_process:
             _write_model(run, last_loss, final=False)
-            push_to_hub(run.out, cfg.hub_model_id, cfg.hub_token, cfg.hub_private_repo,
-                        commit_message=f"Checkpoint at step {step}", run_as_future=True)  # fmt: skip
+            run.pending_push = push_to_hub(run.out, cfg.hub_model_id, cfg.hub_token, cfg.hub_private_repo,
+                                           commit_message=f"Checkpoint at step {step}", run_as_future=True)  # fmt: skip
     if run.images_every and step % run.images_every == 0 and accelerator.is_main_process:
         images_dir = run.out / LOGS / "samples"
         images_dir.mkdir(parents=True, exist_ok=True)
