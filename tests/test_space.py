@@ -461,6 +461,11 @@ def test_uploads_are_checked_before_decoding(tmp_path):
     assert space.open_upload(str(tmp_path / "ok.png")).size == (100, 100)
     with pytest.raises(ValueError, match="is 100x100 pixels: upload an image of at most 50x50"):
         space.open_upload(str(tmp_path / "ok.png"), max_pixels=2500)
+    # an .ico holds PNGs that Pillow decodes while opening it, before any size is known: the format is not read
+    Image.new("L", (256, 256)).save(tmp_path / "icon.ico", sizes=[(256, 256)])
+    assert Image.open(tmp_path / "icon.ico").format == "ICO"
+    with pytest.raises(ValueError, match="icon.ico is not an image this app can read: upload a PNG, JPEG, GIF or WebP"):
+        space.open_upload(str(tmp_path / "icon.ico"))
 
 
 def test_work_folders_are_removed_with_their_process_and_their_names_hold_no_pid(tmp_path):

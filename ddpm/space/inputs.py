@@ -17,6 +17,9 @@ from ..hub import LoadedModel
 from .settings import MAX_IMAGES, shown
 
 MAX_UPLOAD_PIXELS = 4096 * 4096  # decoded size of an uploaded image
+# The formats read: their header gives the size without decoding. Others may decode inside Image.open, before any
+# size is known (an .ico directory saying 16x16 around a 9000x9000 PNG is decoded whole while opening).
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP")
 
 
 def model_input(model: LoadedModel, image: Image.Image) -> torch.Tensor:
@@ -63,13 +66,14 @@ def held_out_order(labels: np.ndarray) -> np.ndarray:
 
 
 def image_header(source, name: str, max_pixels: int = MAX_UPLOAD_PIXELS) -> Image.Image:
-    """An image opened from its header only (`source`: a path or a binary file), its size checked before any pixel
-    is decoded: a decompression bomb is refused without being unpacked. One-line ValueError otherwise."""
+    """An image opened from its header only (`source`: a path or a binary file, one of FORMATS), its size checked
+    before any pixel is decoded: a decompression bomb is refused without being unpacked. One-line ValueError
+    otherwise."""
     side = int(math.isqrt(max_pixels))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(source)
+            image = Image.open(source, formats=FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL refuses it before we see the size
         raise ValueError(f"{name} is far larger than {side}x{side} pixels decoded: upload a smaller image") from None
     except (OSError, SyntaxError, ValueError, DataError):
