@@ -278,7 +278,8 @@ def build(
         t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs, **private)
         likelihood = space.on_gpu(h.likelihood, h.likelihood_seconds)
         lk_button.click(likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1)
-    app.queue(default_concurrency_limit=2, max_size=16)  # a flood is told the queue is full at once
+    # a flood is told the queue is full at once; no REST route skips the queue (and its limits)
+    app.queue(default_concurrency_limit=2, max_size=16, api_open=False)
     return app
 
 

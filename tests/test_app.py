@@ -1,6 +1,7 @@
 """The Space as visitors use it: a real Gradio server on 127.0.0.1, its API through gradio_client, and a real
 headless Chromium clicking Generate."""
 
+import io
 import os
 import re
 import time
@@ -450,3 +451,47 @@ def test_a_second_generate_during_a_run_stops_it_and_starts_the_new_one(server):
     assert "output values" not in server["log"].read_text()  # the replaced run's last update fits the outputs
     busy = idle_cpu_s(server, wait=1.0)
     assert busy < 0.5, f"the server kept computing {busy:.1f} CPU-s in 2 s after the replaced run"
+
+
+# --------------------------------------------------------------------- round 3: Gradio's other doors
+def test_every_way_into_the_queue_is_checked_alike(server):
+    """/queue/join and /call/<name> alike: a short session id, public endpoints only, one value per input, the
+    client's share of the queue; JSON nested past 32 levels is refused before Gradio parses it; Gradio's direct
+    /run/<name> reaches no generation; a drawing's blob id longer than Gradio's key is refused. Each in
+    one line, none leaving a traceback, and the server's memory does not grow with what it was sent."""
+    import httpx
+
+    url = server["url"] + "gradio_api/"
+    config = httpx.get(server["url"] + "config").json()
+    generate = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "generate")
+    args = [0, 1, DDIM, 2, 0.0, False, FP32, "clip x̂0 to [-1, 1] (diffusers' default)"]
+    before = rss_mb(server)
+    for _ in range(5):  # a session id of megabytes used to be kept, 14-17 MB a join
+        big = httpx.post(url + "queue/join", json={"data": [None, *args], "fn_index": generate, "session_hash": "s" * 3_000_000})
+        assert big.status_code == 422 and big.json()["detail"] == "a session id is at most 64 letters, digits, '-' or '_'"
+    assert rss_mb(server) - before < 50
+    deep = b'{"data": ' + b"[" * 5000 + b"]" * 5000 + b', "fn_index": %d, "session_hash": "d"}' % generate
+    reply = httpx.post(url + "queue/join", content=deep, headers={"content-type": "application/json"})
+    assert reply.status_code == 422 and reply.json()["detail"] == "the request's JSON nests deeper than 32 levels"
+    short = httpx.post(url + "call/generate", json={"data": [1]})
+    assert short.status_code == 422 and short.json()["detail"] == "this endpoint takes 9 input values, got 1"
+    hidden = httpx.post(url + "call/estimate", json={"data": [None, 16, DDIM, 50, FP32]})  # a UI-only event
+    assert hidden.status_code == 404 and hidden.json()["detail"].startswith("no endpoint /estimate")
+    direct = httpx.post(url + "run/generate", json={"data": [None, *args]})  # Gradio's direct call, past the queue:
+    assert direct.status_code == 404  # only for the UI's events that skip it (the examples' loader), never a generation
+    who = {"X-Forwarded-For": "10.0.3.1"}
+    busy = [None, 0, 16, DDIM, 50, 0.0, False, FP32, args[-1]]  # a few seconds each: three are still queued or running
+    codes = [httpx.post(url + "call/generate", json={"data": busy}, headers=who).status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429], codes  # the same share of the queue as through /queue/join
+    sketchpad = next(c["id"] for c in config["components"] if c.get("type") in ("imageeditor", "sketchpad"))
+    form = {"component_id": sketchpad, "session_hash": "h", "fn_name": "accept_blobs", "type": "layer", "index": "0",
+            "id": "x" * 200}  # fmt: skip
+    png = io.BytesIO()
+    Image.new("L", (8, 8)).save(png, format="PNG")
+    assert httpx.post(url + "component_server", data=form, files={"file": ("a.png", png.getvalue())}).status_code == 200
+    log = server["log"].read_text()
+    assert "refused: a drawing's id has at most 80 characters" in log and "refused: POST generate: you have 3 requests" in log
+    assert "Traceback" not in log and "KeyError" not in log
+    deadline = time.time() + 60  # the three accepted runs end before the next test
+    while time.time() < deadline and idle_cpu_s(server, wait=0, window=0.5) > 0.2:
+        pass

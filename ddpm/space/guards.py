@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 
@@ -99,6 +100,8 @@ class Sketchpad(gr.Sketchpad):
     def accept_blobs(self, data):
         key = str(data.data.get("id"))[:80]
         try:
+            if len(str(data.data.get("id"))) > 80:  # Gradio would keep the blob under the whole id, outside our bound
+                raise ValueError("a drawing's id has at most 80 characters")
             kind, index = data.data.get("type"), data.data.get("index")
             if kind not in BLOB_PARTS:
                 raise ValueError(f"a drawing has a background, layers and a composite, not {str(kind)[:20]!r}")
@@ -230,7 +233,7 @@ class RequestGuard:
             if left < self.max_upload:
                 return left, f"this upload is larger than the {_mb(left)} you may still upload in these {window}: try later"
             return self.max_upload, f"the file is larger than {_mb(self.max_upload)}: upload a smaller one"
-        if path.endswith("/queue/join") and self.busy(who) >= self.per_client:
+        if entry_to_queue(path) and self.busy(who) >= self.per_client:
             raise _Refused(429, f"you have {self.per_client} requests queued or running: wait for one to finish or stop it")
         return self.max_body, too_large
 
@@ -238,14 +241,15 @@ class RequestGuard:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         path, who = scope["path"].rstrip("/"), client_of(scope)
-        join = path.endswith("/queue/join")
+        join = entry_to_queue(path) is not None
         try:
             limit, too_large = self.cap(path, who)
             self.joining[who] += join  # before any await: concurrent joins of one client see each other
             try:
                 body = await self._read(scope, receive, limit, too_large)
+                call = _json(body) if _is_json(scope) or join else None
                 if join:
-                    self._check_join(body)
+                    self._check_call(entry_to_queue(path), call)
                 if path.endswith("/upload"):
                     self.uploads.add(who, len(body))
                 await self.app(scope, _replay(body, receive), send)
@@ -257,16 +261,29 @@ class RequestGuard:
             log.warning("refused: %s %s: %s", scope["method"], path.rsplit("/", 1)[-1], e.text)
             await _reply(send, e.status, e.text)
 
-    def _check_join(self, body: bytes) -> None:
-        """A call names an event and sends one value per input: anything else is refused here, in one line, where
-        Gradio would fail inside its processing with a traceback in the log."""
-        try:
-            call = json.loads(body)
-            fn = self.blocks.fns[call["fn_index"]] if self.blocks is not None else None
-            data = call["data"]
-        except (ValueError, KeyError, TypeError):
-            raise _Refused(422, "a call is JSON with fn_index, data and session_hash") from None
-        if fn is not None and (not isinstance(data, list) or len(data) != len(fn.inputs)):
+    def _check_call(self, api_name: str, call) -> None:
+        """A call into the queue names a public event and sends one value per input, with a short session id:
+        anything else is refused here, in one line, where Gradio would fail inside its processing with a traceback
+        in the log, keep what it was sent (a session id of megabytes), or run a UI-only event."""
+        if not isinstance(call, dict):
+            raise _Refused(422, "a call is a JSON object: fn_index, data and session_hash (or data alone, by name)")
+        session = call.get("session_hash", "")
+        if not isinstance(session, str) or not SESSION_ID.fullmatch(session or "s"):
+            raise _Refused(422, "a session id is at most 64 letters, digits, '-' or '_'")
+        if self.blocks is None:
+            return
+        if api_name == "join":  # /queue/join: the event by its index
+            fn = self.blocks.fns.get(call.get("fn_index")) if isinstance(call.get("fn_index"), int) else None
+            if fn is None:
+                raise _Refused(422, "a call names one of this Space's events by its fn_index")
+        else:  # /call/<name>: only the endpoints the API lists
+            fn = next((f for f in self.blocks.fns.values() if f.api_name == api_name and f.api_visibility == "public"), None)
+            if fn is None:
+                raise _Refused(404, f"no endpoint /{shown(api_name, 40)}: see the API page for this Space's endpoints")
+            if "data" not in call:
+                return  # /call/v2/<name>: arguments by name, checked by Gradio against the endpoint's parameters
+        data = call.get("data")
+        if not isinstance(data, list) or len(data) != len(fn.inputs):
             got = len(data) if isinstance(data, list) else type(data).__name__
             raise _Refused(422, f"this endpoint takes {len(fn.inputs)} input values, got {got}")
 
@@ -286,6 +303,44 @@ class RequestGuard:
             chunks.append(message.get("body", b""))
             if not message.get("more_body"):
                 return b"".join(chunks)
+
+
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_JSON_DEPTH = 32  # the deepest a request of this Space nests is a drawing: 5
+
+
+def entry_to_queue(path: str) -> str | None:
+    """'join' for Gradio's /queue/join, the endpoint's name for /call/<name> and /call/v2/<name>, else None: every
+    way into the queue is checked alike (the client's share of the queue, the call itself)."""
+    parts = path.rstrip("/").split("/")
+    if parts[-2:] == ["queue", "join"]:
+        return "join"
+    if len(parts) >= 2 and (parts[-2] == "call" or parts[-3:-1] == ["call", "v2"]):
+        return parts[-1]
+    return None
+
+
+def _is_json(scope) -> bool:
+    return any(k == b"content-type" and b"json" in v.lower() for k, v in scope.get("headers", []))
+
+
+def _json(body: bytes):
+    """The request's JSON, refused in one line when it is not JSON or nests deeper than MAX_JSON_DEPTH (Gradio's
+    own parsing and validation recurse, and a deep enough body ends in a RecursionError and a traceback)."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise _Refused(422, f"the request's JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:
+        raise _Refused(422, "the request's body is not valid JSON") from None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _Refused(422, f"the request's JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return value
 
 
 def _replay(body: bytes, receive):
