@@ -84,6 +84,36 @@ def picture_scale(size: int, num_images: int) -> int:
     return auto_scale(size, max(64, 256 // math.ceil(math.sqrt(num_images))))
 
 
+@dataclass
+class Kept:
+    """What a run keeps of its frames as it goes: the GIF's (captioned with t and SNR), the gallery's (with their t),
+    and the scrubber's x_t | x̂0 pairs, each half captioned, written as PNGs (with their caption)."""
+
+    frames_dir: Path
+    gif: list[Image.Image] = field(default_factory=list)
+    gallery: list[tuple[Image.Image, int]] = field(default_factory=list)
+    scrub: list[tuple[str, str]] = field(default_factory=list)
+
+    def gif_frame(self, picture: Image.Image, caption: str, x0: Image.Image | None) -> None:
+        """A GIF frame and its scrubber pair (`x0` beside it; None when `picture` already shows x̂0)."""
+        self.gif.append(captioned(picture, caption))
+        pair = self.gif[-1] if x0 is None else side_by_side(self.gif[-1], captioned(x0, "predicted x_0 from this x_t"))
+        path = self.frames_dir / f"scrub-{len(self.scrub):03d}.png"
+        save_png(pair, path)
+        self.scrub.append((str(path), caption))
+
+
+def noised_start(model: LoadedModel, noised, generator, nrow: int, scale: int):
+    """For `noised = (x_0, t)`: the walk's start (x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, eps the
+    generator's first draw; and t) and the pictures shown left of the result (x_0, x_t). (None, []) otherwise."""
+    if noised is None:
+        return None, []
+    x0, t = noised
+    eps = torch.randn(x0.shape, generator=generator)
+    x_t = model.scheduler.q_sample(x0, int(t) - 1, eps).to(x0.dtype)
+    return (x_t, int(t)), [grid(x0, nrow=nrow, scale=scale), grid(x_t.clamp(-1, 1), nrow=nrow, scale=scale)]
+
+
 def generate(
     model: LoadedModel,
     settings: Settings,
@@ -111,12 +141,7 @@ def generate(
     scale = picture_scale(size, settings.num_images)
     steps = settings.num_steps if settings.sampler != "ddpm" else None
     generator = torch.Generator().manual_seed(settings.seed)
-    start, lead = None, []
-    if noised is not None:
-        x0, t = noised
-        eps = torch.randn(x0.shape, generator=generator)
-        start = (model.scheduler.q_sample(x0, int(t) - 1, eps).to(x0.dtype), int(t))
-        lead = [grid(x0, nrow=nrow, scale=scale), grid(start[0].clamp(-1, 1), nrow=nrow, scale=scale)]
+    start, lead = noised_start(model, noised, generator, nrow, scale)
     times = frame_times(walk(scheduler.num_train_timesteps, settings.sampler, steps, None if start is None else start[1]))
     n = len(times) - 1
     keep_gif, keep_gallery = (
@@ -134,9 +159,7 @@ def generate(
         x0 = frame.pred_original_sample if frame.pred_original_sample is not None else torch.zeros_like(frame.sample)
         return grid(x0.clamp(-1, 1), nrow=nrow, scale=scale)
 
-    gif_frames: list[Image.Image] = []
-    gallery: list[tuple[Image.Image, int]] = []
-    scrub: list[tuple[str, str]] = []
+    kept = Kept(frames_dir)
     network = Serialized(unet)
     clock = RunClock(network, limit_s)
     start_time = last = time.perf_counter()
@@ -153,15 +176,9 @@ def generate(
         picture = render(frame)
         caption = frame_caption(scheduler, frame.t)
         if frame.step in keep_gif or stopped:
-            gif_frames.append(captioned(picture, caption))
-            pair = gif_frames[-1]  # x_t | x̂0 for the scrubber, each half captioned
-            if not settings.show_x0:
-                pair = side_by_side(pair, captioned(predicted(frame), "predicted x_0 from this x_t"))
-            path = frames_dir / f"scrub-{len(scrub):03d}.png"
-            save_png(pair, path)
-            scrub.append((str(path), caption))
+            kept.gif_frame(picture, caption, None if settings.show_x0 else predicted(frame))
         if frame.step in keep_gallery or stopped:
-            gallery.append((picture, frame.t))
+            kept.gallery.append((picture, frame.t))
         if stopped:
             frames.close()
             break
@@ -172,10 +189,27 @@ def generate(
             yield Update(picture, f"step {frame.step} of {n} · {caption}{eta_text}", frame.step, n)
 
     learn_cost(model, settings, network.calls, clock.seconds)
+    gif, captions, download = write_results(workdir, scheduler, kept.gif, kept.gallery)
+    for before in reversed(lead):
+        picture = side_by_side(before, picture)
+    clipped = "x̂0 clipped" if settings.clip else "x̂0 not clipped"
+    what = f"({settings.sampler_name}, seed {settings.seed}, {settings.precision}, {clipped})"
+    status = f"done: {n} steps for {settings.num_images} image(s) in {time.perf_counter() - start_time:.1f} s {what}"
+    if stopped is not None:
+        status = (f"stopped at step {stopped.step} of {n} ({frame_caption(scheduler, stopped.t)}) after {clock.seconds:.0f} s, "
+                  f"this Space's limit for one request; the GIF and frames go up to that step {what}. "
+                  f"To finish within it: {fewer(settings)}.")  # fmt: skip
+    step = n if stopped is None else stopped.step
+    yield Update(picture, status, step, n, gif=str(gif), gallery=captions, download=str(download), scrub=kept.scrub)
+
+
+def write_results(workdir: Path, scheduler, gif_frames: list[Image.Image], gallery: list[tuple[Image.Image, int]]):
+    """A finished (or stopped) run's files: the GIF, the gallery's frames as PNGs named and captioned by t, and a
+    zip of both. Returns (GIF path, [(frame path, caption)], zip path)."""
     gif = save_gif(gif_frames, workdir / "trajectory.gif")
     captions = []
     for image, t in gallery:
-        path = frames_dir / f"t={t:04d}.png"
+        path = workdir / "frames" / f"t={t:04d}.png"
         save_png(image, path)
         captions.append((str(path), frame_caption(scheduler, t)))
     zip_path = workdir / "ddpm-trajectory.zip"
@@ -183,18 +217,7 @@ def generate(
         z.write(gif, gif.name)
         for path, _ in captions:
             z.write(path, f"frames/{Path(path).name}")
-    for before in reversed(lead):
-        picture = side_by_side(before, picture)
-    clipped = "x̂0 clipped" if settings.clip else "x̂0 not clipped"
-    what = f"({settings.sampler_name}, seed {settings.seed}, {settings.precision}, {clipped})"
-    if stopped is not None:
-        status = (f"stopped at step {stopped.step} of {n} ({frame_caption(scheduler, stopped.t)}) after {clock.seconds:.0f} s, "
-                  f"this Space's limit for one request; the GIF and frames go up to that step {what}. "
-                  f"To finish within it: {fewer(settings)}.")  # fmt: skip
-        yield Update(picture, status, stopped.step, n, gif=str(gif), gallery=captions, download=str(zip_path), scrub=scrub)
-        return
-    status = f"done: {n} steps for {settings.num_images} image(s) in {time.perf_counter() - start_time:.1f} s {what}"
-    yield Update(picture, status, n, n, gif=str(gif), gallery=captions, download=str(zip_path), scrub=scrub)
+    return gif, captions, zip_path
 
 
 def from_drawing(model: LoadedModel, image: Image.Image, t: int, settings: Settings, workdir: str | Path,
