@@ -400,7 +400,8 @@ def served_lines(served: dict) -> list[str]:
     from benchmarks.served import target
 
     lines = [
-        f"What a visitor waits for (`python -m benchmarks.served`: the real server, gradio_client, {served['images']} images, "
+        f"What a visitor waits for (`python -m benchmarks.served`, {served.get('date', '')}: the real server, gradio_client, "
+        f"{served['images']} images, "
         f"{served['precision']}, bundled Fashion-MNIST model; each run paired with the network's own calls for it, timed "
         "right after in the benchmark's process; medians, ratio range over the pairs):",
         "",
@@ -416,7 +417,7 @@ def served_lines(served: dict) -> list[str]:
             f"{statistics.median(row['network']):.2f} | **{row['ratio']:.2f}x** "
             f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) | ≤ {goal}x: {_met(row['ratio'] <= goal)} |"
         )
-    return [*lines, "", f"Server peak RSS {served['peak_rss_mb']:.0f} MiB."]
+    return [*lines, "", f"Server peak RSS {served['peak_rss_mb']:.0f} MiB.", ""]
 
 
 def _met(ok: bool) -> str:

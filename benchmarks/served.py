@@ -112,7 +112,7 @@ def measure(repeats: int = 3, images: int = 16, cases=CASES) -> dict:
             proc.terminate()
             proc.wait(timeout=30)
     return {"images": images, "precision": "fp32", "T": T, "rows": rows, "peak_rss_mb": peak_kb / 1024,
-            "threads": torch.get_num_threads()}  # fmt: skip
+            "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}  # fmt: skip
 
 
 TARGETS = {"all": 1.25, "few": 1.5}  # served / network alone: all T steps, and 50 steps
