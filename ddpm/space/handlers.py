@@ -164,7 +164,8 @@ class Handlers:
         except (ModelLoadError, ValueError):
             return ""
         calls, seconds = space.network_calls(model, settings), space.predicted_seconds(model, settings)
-        text = f"About **{seconds:.0f} s** here for {settings.num_images} image(s) × {calls} steps when no one else generates"
+        secs = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"
+        text = f"About **{secs} s** here for {settings.num_images} image(s) × {calls} steps when no one else generates"
         limit = self.registry.limits.max_request_s
         if seconds > limit:
             return f"{text}: over this Space's {limit:g} s a request, so it will stop there and keep what it made."
