@@ -114,9 +114,13 @@ def check_model(unet_config: dict, scheduler_config: dict, weights_bytes: int, l
             raise OverBudget(
                 f"it has {unet_config.get(key)} {key.replace('_', ' ')}; this Space serves up to {limits.max_channels}"
             )
-    T = _as_int(scheduler_config.get("num_train_timesteps", 1000), "num_train_timesteps")
-    if not 1 <= T <= limits.max_timesteps:
-        raise OverBudget(f"its schedule has T = {T} steps; this Space serves T up to {limits.max_timesteps}")
+    betas = scheduler_config.get("trained_betas")
+    if betas is not None and not isinstance(betas, list):
+        raise OverBudget("its trained_betas is not a list of numbers")
+    # trained_betas, when given, is the schedule: its length is T whatever num_train_timesteps says
+    T = len(betas) if betas is not None else _as_int(scheduler_config.get("num_train_timesteps", 1000), "num_train_timesteps")
+    if not 2 <= T <= limits.max_timesteps:
+        raise OverBudget(f"its schedule has T = {T} steps; this Space serves T from 2 to {limits.max_timesteps}")
     channels = unet_config.get("block_out_channels", [])
     if (
         not isinstance(channels, list | tuple)

@@ -314,8 +314,13 @@ def test_models_over_budget_are_refused_from_their_configs(model_dir, tmp_path):
     config = json.loads((endless / "scheduler" / "scheduler_config.json").read_text())
     (endless / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "num_train_timesteps": 2_000_000}))
     (endless / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not read")  # never opened: refused first
-    with pytest.raises(ModelLoadError, match="T = 2000000 steps; this Space serves T up to 4000"):
+    with pytest.raises(ModelLoadError, match="T = 2000000 steps; this Space serves T from 2 to 4000"):
         space.ModelRegistry(str(model_dir)).load(str(endless))
+    # trained_betas is the schedule: its length is T, whatever num_train_timesteps says; T = 1 has no process to show
+    for betas, T in (([0.01] * 50_000, 50000), ([0.5], 1)):
+        (endless / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "trained_betas": betas}))
+        with pytest.raises(ModelLoadError, match=f"its schedule has T = {T} steps; this Space serves T from 2 to 4000"):
+            space.ModelRegistry(str(model_dir)).load(str(endless))
     with pytest.raises(ModelLoadError, match=r"its weights are \d+ MB; this Space serves models up to 0 MB"):
         space.ModelRegistry(str(model_dir), limits=Limits(max_weights_mb=1e-4)).load(str(model_dir))
     with pytest.raises(ModelLoadError, match=r"one step on one image costs 0\.0 GFLOP; this Space serves up to 1e-06 GFLOP"):
