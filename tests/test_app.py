@@ -394,6 +394,15 @@ def test_uploads_are_budgeted_per_client(server, tmp_path):
         refused.status_code == 413 and "larger than the 4 MB you may still upload in these 10 minutes" in refused.json()["detail"]
     )
     assert upload("10.0.0.51").status_code == 200  # another visitor is not affected
+    # files are charged too (each makes a folder): 16 small files cost 1 MB of the budget; 17 are refused at once
+    small = [("files", (f"{i}.png", b"x" * 16)) for i in range(17)]
+    many = httpx.post(server["url"] + "gradio_api/upload", files=small, headers={"X-Forwarded-For": "10.0.0.52"})
+    assert many.status_code == 413 and many.json()["detail"] == "upload at most 16 files at once"
+    sent = httpx.post(server["url"] + "gradio_api/upload", files=small[:16], headers={"X-Forwarded-For": "10.0.0.52"})
+    assert sent.status_code == 200 and len(sent.json()) == 16
+    assert [upload("10.0.0.52").status_code for _ in range(4)] == [200] * 4  # 36 MB, and 1 MB for the small files
+    refused = upload("10.0.0.52")
+    assert refused.status_code == 413 and "larger than the 3 MB you may still upload" in refused.json()["detail"]
 
 
 def test_only_the_uis_endpoints_are_exposed_and_malformed_calls_get_one_line(server):

@@ -251,7 +251,7 @@ class RequestGuard:
                 if join:
                     self._check_call(entry_to_queue(path), call)
                 if path.endswith("/upload"):
-                    self.uploads.add(who, len(body))
+                    self.uploads.add(who, upload_charge(body))
                 await self.app(scope, _replay(body, receive), send)
             finally:
                 self.joining[who] -= join
@@ -355,6 +355,19 @@ def _replay(body: bytes, receive):
         return await receive()
 
     return replay
+
+
+MAX_UPLOAD_FILES = 16  # files in one upload request (the UI sends one)
+FILE_CHARGE = 64 * 2**10  # what a file costs the upload budget at the least: Gradio gives each a folder of its own
+
+
+def upload_charge(body: bytes) -> int:
+    """What an upload request costs the client's budget: its bytes, each file counted as at least FILE_CHARGE (999
+    files of 16 bytes made 999 folders for 16 kB of budget), and at most MAX_UPLOAD_FILES files in one request."""
+    files = body.count(b'filename="')
+    if files > MAX_UPLOAD_FILES:
+        raise _Refused(413, f"upload at most {MAX_UPLOAD_FILES} files at once")
+    return max(len(body), files * FILE_CHARGE)
 
 
 def _mb(n: int) -> str:
