@@ -107,17 +107,26 @@ REMEASURE_S = 30.0  # a model's cost is timed again, when the network is idle, a
 REMEASURE_MAX_GFLOP = 5.0  # ... where timing it (20 image-steps) costs less (a heavy model learns from its runs alone)
 
 
+def _priced_as(model: LoadedModel, precision: str) -> tuple[str, bool]:
+    """(the precision whose price this request pays, whether timing the model is cheap): bf16 is timed apart where
+    timing is cheap, else priced as fp32. The price lives in model.cost (fp32, the loader's field) or
+    model.cost_bf16."""
+    cheap = 0 < 20 * model.flops_per_step < REMEASURE_MAX_GFLOP * 1e9
+    return (precision if cheap else "fp32"), cheap
+
+
+def _attribute(precision: str) -> str:
+    return "cost" if precision == "fp32" else f"cost_{precision}"
+
+
 def cost_of(model: LoadedModel, precision: str = "fp32") -> Cost:
     """What a network call of this model costs on this machine in `precision`, the fastest of what was measured:
     timed when it loads, timed again when no run holds the network (at most every REMEASURE_S), and learned from
     the Space's own runs (`learn_cost`). One timing is not the machine's speed: made while other work shares the
     cores, it reads many times too slow, and keeping the fastest lets that pass. bf16 is timed apart (on a CPU it
     is slower than fp32 for a few images, faster for many) where timing is cheap; else it is priced as fp32."""
-    cheap = 0 < 20 * model.flops_per_step < REMEASURE_MAX_GFLOP * 1e9
-    if precision != "fp32" and not cheap:
-        precision = "fp32"
-    attribute = "cost" if precision == "fp32" else f"cost_{precision}"  # model.cost: fp32, the loader's field
-    now, cost = time.monotonic(), getattr(model, attribute, None)
+    precision, cheap = _priced_as(model, precision)
+    now, cost = time.monotonic(), getattr(model, _attribute(precision), None)
     if cost is None:
         cost = measure_cost(model.unet, precision=precision)
     elif cheap and now - getattr(model, "timed", {}).get(precision, now) > REMEASURE_S and Serialized.lock.acquire(False):
@@ -127,17 +136,16 @@ def cost_of(model: LoadedModel, precision: str = "fp32") -> Cost:
             Serialized.lock.release()
     else:
         return cost
-    setattr(model, attribute, cost)
+    setattr(model, _attribute(precision), cost)
     model.timed = {**getattr(model, "timed", {}), precision: now}
     return cost
 
 
 def learn_cost(model: LoadedModel, settings: Settings, calls: int, seconds: float) -> None:
     """A run of `calls` network calls on the request's images held the server `seconds` (its rendering included):
-    where that is faster than the model's cost in the request's precision predicts, that cost learns it."""
-    cost = cost_of(model, settings.precision)
-    attribute = "cost" if cost is model.cost else f"cost_{settings.precision}"
-    setattr(model, attribute, cost.learned(settings.num_images, calls, seconds))
+    where that is faster than the price it paid predicts, that price learns it."""
+    precision, _ = _priced_as(model, settings.precision)
+    setattr(model, _attribute(precision), cost_of(model, precision).learned(settings.num_images, calls, seconds))
 
 
 def network_calls(model: LoadedModel, settings: Settings, start: int | None = None) -> int:
