@@ -7,8 +7,10 @@
   at most PENDING_BYTES of blobs not yet submitted (the oldest dropped).
 - `RequestGuard` (ASGI middleware, given to `launch(app_kwargs=...)`): caps the body of every POST before Gradio
   reads it (uploads at `max_file_size`, everything else smaller), the bytes one client and all clients together may
-  upload in a window (Gradio keeps uploads 10-20 minutes), and the events one client may have queued or running at
-  once, so one client cannot fill the queue.
+  upload in a window (Gradio keeps uploads 10-20 minutes; each file counts at least 64 kB, at most 16 a request), and
+  the events one client may have queued or running at once, so one client cannot fill the queue. Every way into the
+  queue (/queue/join, /call/<name>, /call/v2/<name>) is checked alike: public endpoints only, one value per input, a
+  short session id; no JSON body nests deeper than 32 levels.
 
 A client is its address: the X-Forwarded-For entry the nearest trusted proxy added (the last one; with DDPM_PROXY_HOPS=2
 the one before it, behind two proxies that each append), else the TCP peer. Entries further left come from the
@@ -222,7 +224,7 @@ class RequestGuard:
         queued = sum(1 for e in events if e.request is not None and client_of(e.request.scope) == who)
         return queued + self.joining[who]
 
-    def cap(self, path: str, who: str) -> tuple[int, str]:
+    def cap(self, path: str, who: str, entry: str | None = None) -> tuple[int, str]:
         """The most bytes this request may send, and the line that says so when it sends more."""
         too_large = f"the request is larger than {_mb(self.max_body)}: send a smaller file"
         if path.endswith("/upload"):
@@ -233,7 +235,7 @@ class RequestGuard:
             if left < self.max_upload:
                 return left, f"this upload is larger than the {_mb(left)} you may still upload in these {window}: try later"
             return self.max_upload, f"the file is larger than {_mb(self.max_upload)}: upload a smaller one"
-        if entry_to_queue(path) and self.busy(who) >= self.per_client:
+        if entry and self.busy(who) >= self.per_client:
             raise _Refused(429, f"you have {self.per_client} requests queued or running: wait for one to finish or stop it")
         return self.max_body, too_large
 
@@ -241,15 +243,16 @@ class RequestGuard:
         if scope["type"] != "http" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         path, who = scope["path"].rstrip("/"), client_of(scope)
-        join = entry_to_queue(path) is not None
+        entry = entry_to_queue(path)
+        join = entry is not None
         try:
-            limit, too_large = self.cap(path, who)
+            limit, too_large = self.cap(path, who, entry)
             self.joining[who] += join  # before any await: concurrent joins of one client see each other
             try:
                 body = await self._read(scope, receive, limit, too_large)
                 call = _json(body) if _is_json(scope) or join else None
                 if join:
-                    self._check_call(entry_to_queue(path), call)
+                    self._check_call(entry, call)
                 if path.endswith("/upload"):
                     self.uploads.add(who, upload_charge(body))
                 await self.app(scope, _replay(body, receive), send)
