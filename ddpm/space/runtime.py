@@ -26,7 +26,7 @@ class WorkDirs:
 
     PREFIX = "ddpm-space-"
     EXAMPLES = "examples"  # one folder per loaded model's arrival example, kept while the process runs
-    GRADIO = "gradio"  # Gradio's cache, where the Space puts it (app.py): not a run
+    GRADIO = "gradio"  # Gradio's cache, where the Space puts it (handlers.py) unless GRADIO_TEMP_DIR says: not a run
 
     def __init__(self, root: str | Path | None = None, keep: int = 64, per_owner: int = 4):
         if root is None:
@@ -97,13 +97,12 @@ class DiskBudget:
     and keeps it — under `max_bytes` in all, none older than `max_age_s`.
 
     Each root's entries (a run folder, one of Gradio's hash-named folders) go whole, oldest first (by their newest
-    file). Counted but kept whatever the budget: the names in `keep` (the arrival examples every new visitor is
-    shown; Gradio's cache when it lies inside a root, as a root of its own), the paths in `busy` (runs still being
-    made), and entries touched in the last `grace_s` seconds (a result just sent, which the browser is about to
-    fetch; an upload a request is about to read)."""
+    file); a root inside another (Gradio's cache in the run folders' root) is pruned entry by entry as its own.
+    Counted but kept whatever the budget: the names in `keep` (the arrival examples every new visitor is shown),
+    the paths in `busy` (runs still being made), and entries touched in the last `grace_s` seconds (a result just
+    sent, which the browser is about to fetch; an upload a request is about to read)."""
 
-    def __init__(self, roots, max_bytes: float, max_age_s: float, grace_s: float = 10.0,
-                 keep=(WorkDirs.EXAMPLES, WorkDirs.GRADIO)):  # fmt: skip
+    def __init__(self, roots, max_bytes: float, max_age_s: float, grace_s: float = 10.0, keep=(WorkDirs.EXAMPLES,)):
         self.roots = [Path(r) for r in roots]
         self.max_bytes, self.max_age_s, self.grace_s, self.keep = max_bytes, max_age_s, grace_s, set(keep)
         self._lock = threading.Lock()
