@@ -12,6 +12,7 @@ with a one-line message.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -70,6 +71,8 @@ CONFIG_PATTERNS = ["model_index.json", "*config.json", "*/*config.json", "README
 # is downloaded, and are checked again on disk after (the repo could change in between).
 SIDE_FILE_BYTES = {"README.md": 512 * 2**10, "held_out.npz": 16 * 2**20}
 CONFIG_BYTES = 256 * 2**10
+MAX_SIDE_FILES = 16  # files of CONFIG_PATTERNS a repo may have: a DDPMPipeline has 5 (a repo of 400 configs filled the cache)
+MAX_LISTED = 10_000  # files a repo's listing may have (read lazily, stopped there)
 
 
 def _hub_errors(name_or_path: str, revision: str | None):
@@ -103,6 +106,8 @@ def _hub_errors(name_or_path: str, revision: str | None):
 def _from_hub(name_or_path: str, revision: str | None, call):
     try:
         return call()
+    except ModelLoadError:
+        raise
     except Exception as e:  # network and server errors too: one line, no paths
         for kind, message in _hub_errors(name_or_path, revision):
             if isinstance(e, kind):
@@ -150,17 +155,29 @@ def _hub_file_sizes(name_or_path: str, revision: str | None, token: str | None) 
         return {}
 
     def listing() -> dict[str, int]:
+        sizes = {}
         try:
-            tree = HfApi(token=token).list_repo_tree(name_or_path, revision=revision, recursive=True)
-            return {f.path: f.size for f in tree if getattr(f, "size", None) is not None}
+            for f in HfApi(token=token).list_repo_tree(name_or_path, revision=revision, recursive=True):
+                if getattr(f, "size", None) is not None:
+                    sizes[f.path] = f.size
+                if len(sizes) > MAX_LISTED:
+                    raise ModelLoadError(f"{name_or_path[:80]} has more than {MAX_LISTED} files: this app loads a DDPMPipeline")
         except OfflineModeIsEnabled:
             return {}
+        return sizes
 
     return _from_hub(name_or_path, revision, listing)
 
 
 def _check_side_files(name_or_path: str, sizes: dict[str, int]) -> None:
-    """Refuse a model whose card, held-out images or configs are larger than an app reads (one line, no download)."""
+    """Refuse a model whose card, held-out images or configs are larger or more than an app reads (one line, no
+    download)."""
+    side = [name for name in sizes if any(fnmatch.fnmatch(name, pattern) for pattern in CONFIG_PATTERNS)]
+    if len(side) > MAX_SIDE_FILES:
+        raise ModelLoadError(
+            f"{name_or_path[:80]} has {len(side)} config and card files; this app reads at most {MAX_SIDE_FILES} "
+            "(a DDPMPipeline has 5)"
+        )
     for name, size in sizes.items():
         base = name.rsplit("/", 1)[-1]
         cap = SIDE_FILE_BYTES.get(name) or (CONFIG_BYTES if base.endswith("config.json") or base == "model_index.json" else None)

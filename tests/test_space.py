@@ -369,6 +369,96 @@ def test_the_price_keeps_the_fastest_measurement_and_learns_from_runs(model_dir)
     assert bf16 is not m.cost and bf16.per_image > 0 and space.cost_of(m, "bf16") is bf16
 
 
+class SlowNetwork(torch.nn.Module):
+    """A network whose every call takes `seconds` (sleeping, so threads take turns on an honest clock): eps = x."""
+
+    def __init__(self, seconds: float, sample_size: int = 8):
+        super().__init__()
+        self.seconds, self.calls, self.batches = seconds, 0, []
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.config = type("Config", (), {"sample_size": sample_size, "in_channels": 1})()
+
+    def forward(self, x, t):
+        import time
+
+        self.calls += 1
+        self.batches.append(x.shape[0])
+        time.sleep(self.seconds)
+        return x * 1.0
+
+
+def test_the_network_is_shared_in_turns_so_a_long_run_never_holds_it():
+    """A long run (200 calls) holds the network when a visitor's 10-step run asks for it: the lock is taken per
+    call, in the order asked (`Turns`), so the short run finishes after about 20 calls in all, not after the long
+    run's 200. Waiters get their turns in the order they asked, and an idle check never jumps the queue."""
+    import threading
+    import time
+
+    net = SlowNetwork(0.005)
+    long_run, short_run = space.Serialized(net), space.Serialized(net)
+    x, finished = torch.zeros(1, 1, 8, 8), {}
+
+    def run(network, n, name):
+        for _ in range(n):
+            network(x, torch.tensor(5))
+        finished[name] = net.calls
+
+    first = threading.Thread(target=run, args=(long_run, 200, "long"))
+    first.start()
+    while net.calls < 5:
+        time.sleep(0.001)
+    run(short_run, 10, "short")
+    first.join()
+    assert finished["short"] <= 40, finished  # 10 of its own, about as many of the long run's between them
+    assert short_run.waited > 0 and short_run.calls == 10 and long_run.calls == 200
+
+    turns, order = space.runtime.Turns(), []
+    turns.acquire()
+    waiters = []
+    for i in range(5):
+        waiters.append(threading.Thread(target=lambda i=i: (turns.acquire(), order.append(i), turns.release())))
+        waiters[-1].start()
+        while turns._issued < i + 2:  # this one waits before the next asks
+            time.sleep(0.001)
+    assert not turns.acquire(blocking=False)  # held, and asked for: not idle
+    turns.release()
+    for w in waiters:
+        w.join()
+    assert order == [0, 1, 2, 3, 4] and turns.acquire(blocking=False)
+    turns.release()
+
+
+def test_a_step_of_many_images_is_split_into_turns_with_the_same_result(model):
+    """A heavy model's 16 images would hold the network for a minute in one call: with max_batch the step runs
+    as several turns (one call counted), with the network's own result."""
+    x, t = torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor(7)
+    with torch.no_grad():
+        whole = model.unet(x, t).sample
+        split = space.Serialized(model.unet, max_batch=2)
+        assert torch.allclose(split(x, t), whole, atol=1e-5) and split.calls == 1
+    net = SlowNetwork(0.0)
+    space.Serialized(net, max_batch=2)(x, torch.full((5,), 7))  # one timestep per image: split alike
+    assert net.batches == [2, 2, 1]
+
+
+def test_a_heavy_network_is_priced_from_one_call_and_loads_priced_in_both_precisions(model_dir, caplog):
+    """Timing 20 image-steps of a 46 GFLOP model took 73 s on 2 cores: a network whose first call is slow is
+    priced from that call. A model loads priced in fp32 and bf16 (bf16 ran 3x slower on that model), and its
+    arrival example is sized to its price."""
+    from ddpm.limits import HEAVY_CALL_S, measure_cost
+
+    net = SlowNetwork(HEAVY_CALL_S + 0.1)
+    cost = measure_cost(net)
+    assert net.calls == 1 and cost.fixed == 0 and cost.per_image >= HEAVY_CALL_S + 0.1
+    light = SlowNetwork(0.0)
+    measure_cost(light, repeats=3)
+    assert light.calls == 1 + 3 + 1 + 3 and light.batches[-1] == 4  # warm-up and best of 3, at batch 1 and 4
+    with caplog.at_level("INFO", logger="ddpm.space"):
+        m = space.ModelRegistry(str(model_dir)).load("")
+    assert m.cost is not None and m.cost_bf16 is not None
+    assert re.search(r"one step of one image takes [\d.]+ ms in fp32, [\d.]+ ms in bf16 here \(timed in", caplog.text)
+
+
 def test_a_run_at_the_limit_stops_and_keeps_what_it_made(model, tmp_path, monkeypatch):
     """The limit is checked at every step (here a clock that is over after 7 network calls): the run stops there,
     and its last update has the GIF, gallery and scrubber up to x_t at that step, and says where and why."""
@@ -544,16 +634,27 @@ def test_hub_side_files_are_bounded_before_download_and_the_hub_cache_is_pruned(
         "    try:\n        r.load(name); print('LOADED', name)\n"
         "    except ModelLoadError as e:\n        print('REFUSED', e)\n"
     )
+    configs = {f"extra/{i:03d}/config.json": b"{}" for i in range(400)}
+    huge = json.loads(files["unet/config.json"]) | {"sample_size": 4096}  # refused once its configs are read
+    too_large = {**files, "unet/config.json": json.dumps(huge).encode(), "README.md": b"x" * 400_000}
     with FakeHub() as hub:
         hub.repos["bob/big-card"] = Repo(files={**files, "README.md": b"x" * 600_000}, commits=["1" * 40])
+        hub.repos["eve/configs"] = Repo(files={**files, **configs}, commits=["4" * 40])
         for name in ("alice/a", "alice/b", "alice/c"):
             hub.repos[name] = Repo(files=files, commits=["2" * 40])
+        for name in ("mallory/a", "mallory/b", "mallory/c"):
+            hub.repos[name] = Repo(files=too_large, commits=["5" * 40])
         env = hub_env(hub, tmp_path)
         cap_mb = 1.5 * one / 2**20  # room for one model, not two
-        args = [sys.executable, "-c", script, str(cap_mb), "bob/big-card", "alice/a", "alice/b", "alice/c"]
+        refused = ["bob/big-card", "eve/configs", "mallory/a", "mallory/b", "mallory/c"]
+        args = [sys.executable, "-c", script, str(cap_mb), *refused, "alice/a", "alice/b", "alice/c", *refused[2:]]
         out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=180)
         assert "REFUSED bob/big-card: its README.md is 0.6 MB; this app reads at most 0.50 MB" in out.stdout, out.stderr[-2000:]
-        assert not any(p.startswith("/bob/big-card/resolve/") for _, p in hub.requests)  # nothing of it downloaded
+        assert "REFUSED eve/configs has 403 config and card files; this app reads at most 16" in out.stdout
+        assert out.stdout.count("REFUSED mallory/") == 6 and "it makes 4096 px images" in out.stdout
+        for repo in ("bob/big-card", "eve/configs"):  # nothing of them downloaded
+            assert not any(p.startswith(f"/{repo}/resolve/") for _, p in hub.requests)
+        assert any(p.startswith("/mallory/a/resolve/") for _, p in hub.requests)  # their side files were
         assert out.stdout.count("LOADED alice/") == 3
     cached = [p for p in (tmp_path / "hf" / "hub").glob("models--*") if any(p.rglob("*.safetensors"))]
     assert [p.name for p in cached] == ["models--alice--c"]  # the last one used; the others were deleted
