@@ -73,20 +73,25 @@ class Handlers:
         self._runs_lock = threading.Lock()
 
     def example(self, name: str, model) -> space.Update:
-        """A finished run of the model, made once when it loads: what a visitor sees before any click."""
+        """A finished run of the model, made once when it loads: what a visitor sees before any click. It is sized
+        to take about EXAMPLE_SECONDS at the model's price (as many images as fit in 50 fast steps; fewer steps for
+        a heavy model) and stops at twice that, taking its turns of the network like any run."""
         done = self.examples.get(name)
         if done is not None and Path(done.gif).exists():
             return done
-        T = model.scheduler.num_train_timesteps
-        steps = min(T, 50)
         precision = space.default_precision()
-        n = max(1, space.cost_of(model, space.PRECISION_LABELS[precision]).images_that_fit(steps, EXAMPLE_SECONDS))
+        cost = space.cost_of(model, space.PRECISION_LABELS[precision])
+        steps = min(model.scheduler.num_train_timesteps, 50)
+        steps = min(steps, max(1, cost.steps_that_fit(1, EXAMPLE_SECONDS)))
+        n = max(1, cost.images_that_fit(steps, EXAMPLE_SECONDS))
         settings = space.check_settings(model, 0, n, space.FAST_SAMPLER, steps, 0.0, False, precision)
         folder = self.dirs.example(name)
-        *_, done = space.generate(model, settings, folder, min_interval=1e9, limit_s=self.registry.limits.max_request_s)
+        limit = min(2 * EXAMPLE_SECONDS, self.registry.limits.max_request_s)
+        *_, done = space.generate(model, settings, folder, min_interval=1e9, limit_s=limit)
         save_png(done.preview, folder / "x0.png")
         done.preview = str(folder / "x0.png")
-        done.status = (f"An example, made when this model loaded: {settings.sampler_name}, {steps} steps, {n} image(s), seed 0. "
+        made = f"{steps} steps" if done.step == done.num_steps else f"stopped at step {done.step} of {steps}"
+        done.status = (f"An example, made when this model loaded: {settings.sampler_name}, {made}, {n} image(s), seed 0. "
                        "Press **Generate** for your own.")  # fmt: skip
         self.examples[name] = done
         while len(self.examples) > 16:

@@ -198,22 +198,67 @@ def on_gpu(fn, duration=None):
     return spaces.GPU(fn, duration=duration)
 
 
+class Turns:
+    """A lock handed to its waiters in the order they asked. `threading.Lock` is not: a thread that releases it
+    and asks again at once mostly gets it back, so a long run (a heavy model's arrival example) held the network
+    while another visitor's few steps waited to its end. Here each step waits only for the steps asked before it.
+    `acquire(blocking=False)` succeeds only when no one holds or waits (an idle network)."""
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._issued = self._serving = 0  # tickets handed out; the ticket whose turn it is
+
+    def acquire(self, blocking: bool = True) -> bool:
+        with self._cond:
+            if not blocking and self._issued != self._serving:
+                return False
+            ticket, self._issued = self._issued, self._issued + 1
+            while ticket != self._serving:
+                self._cond.wait()
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class Serialized:
-    """The network behind one process-wide lock: one forward pass at a time. Concurrent requests then take turns
-    step by step instead of running several thread teams on 2 vCPUs, which slows every one of them many times.
-    One instance per run: it counts the run's network calls and the seconds it waited for other runs' turns."""
+    """The network behind one process-wide lock taken in turns (`Turns`): one forward pass at a time. Concurrent
+    requests then take turns step by step instead of running several thread teams on 2 vCPUs, which slows every
+    one of them many times. A step of more than `max_batch` images is run as several turns, so no one turn holds
+    the network long (a heavy model's 16 images would hold it for minutes). One instance per run: it counts the
+    run's network calls (a step split into turns is one call) and the seconds it waited for other runs' turns."""
 
-    lock = threading.Lock()
+    lock = Turns()
 
-    def __init__(self, network):
-        self.network = network
+    def __init__(self, network, max_batch: int | None = None):
+        self.network, self.max_batch = network, max_batch
         self.calls, self.waited = 0, 0.0
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, x, t, *args, **kwargs):
+        self.calls += 1
+        n = x.shape[0]
+        size = max(1, self.max_batch or n)
+        if size >= n:
+            return self._turn(x, t, *args, **kwargs)
+        import torch
+
+        per_image = getattr(t, "ndim", 0) and t.shape[0] == n  # one timestep for each image, or one for all
+        parts = [self._turn(x[i : i + size], t[i : i + size] if per_image else t, *args, **kwargs) for i in range(0, n, size)]
+        return torch.cat([p.sample if hasattr(p, "sample") else p for p in parts])
+
+    def _turn(self, *args, **kwargs):
         asked = time.perf_counter()
         with self.lock:
             self.waited += time.perf_counter() - asked
-            self.calls += 1
             return self.network(*args, **kwargs)
 
     def __getattr__(self, name):

@@ -105,30 +105,25 @@ def check_settings(model: LoadedModel, seed, num_images, sampler, num_steps, eta
 
 REMEASURE_S = 30.0  # a model's cost is timed again, when the network is idle, at most this often ...
 REMEASURE_MAX_GFLOP = 5.0  # ... where timing it (20 image-steps) costs less (a heavy model learns from its runs alone)
-
-
-def _priced_as(model: LoadedModel, precision: str) -> tuple[str, bool]:
-    """(the precision whose price this request pays, whether timing the model is cheap): bf16 is timed apart where
-    timing is cheap, else priced as fp32. The price lives in model.cost (fp32, the loader's field) or
-    model.cost_bf16."""
-    cheap = 0 < 20 * model.flops_per_step < REMEASURE_MAX_GFLOP * 1e9
-    return (precision if cheap else "fp32"), cheap
+TURN_S = 2.0  # the longest one turn of the network should be: a step of more images runs as several turns
 
 
 def _attribute(precision: str) -> str:
+    """Where a model keeps its price in `precision`: model.cost (fp32, the loader's field) or model.cost_bf16."""
     return "cost" if precision == "fp32" else f"cost_{precision}"
 
 
 def cost_of(model: LoadedModel, precision: str = "fp32") -> Cost:
     """What a network call of this model costs on this machine in `precision`, the fastest of what was measured:
-    timed when it loads, timed again when no run holds the network (at most every REMEASURE_S), and learned from
-    the Space's own runs (`learn_cost`). One timing is not the machine's speed: made while other work shares the
-    cores, it reads many times too slow, and keeping the fastest lets that pass. bf16 is timed apart (on a CPU it
-    is slower than fp32 for a few images, faster for many) where timing is cheap; else it is priced as fp32."""
-    precision, cheap = _priced_as(model, precision)
+    timed when it loads (both precisions, by the registry), timed again when no run holds the network (at most
+    every REMEASURE_S, where that is cheap), and learned from the Space's own runs (`learn_cost`). One timing is
+    not the machine's speed: made while other work shares the cores, it reads many times too slow, and keeping the
+    fastest lets that pass. bf16 is priced apart: on a CPU it is slower than fp32 for a few images, faster for
+    many, and 3x slower on some models. Every timed call takes its turn of the network (`Serialized.lock`)."""
+    cheap = 0 < 20 * model.flops_per_step < REMEASURE_MAX_GFLOP * 1e9
     now, cost = time.monotonic(), getattr(model, _attribute(precision), None)
     if cost is None:
-        cost = measure_cost(model.unet, precision=precision)
+        cost = measure_cost(model.unet, precision=precision, turn=lambda: Serialized.lock)
     elif cheap and now - getattr(model, "timed", {}).get(precision, now) > REMEASURE_S and Serialized.lock.acquire(False):
         try:  # idle: no visitor's step waits for this
             cost = cost.best(measure_cost(model.unet, precision=precision))
@@ -144,8 +139,14 @@ def cost_of(model: LoadedModel, precision: str = "fp32") -> Cost:
 def learn_cost(model: LoadedModel, settings: Settings, calls: int, seconds: float) -> None:
     """A run of `calls` network calls on the request's images held the server `seconds` (its rendering included):
     where that is faster than the price it paid predicts, that price learns it."""
-    precision, _ = _priced_as(model, settings.precision)
-    setattr(model, _attribute(precision), cost_of(model, precision).learned(settings.num_images, calls, seconds))
+    cost = cost_of(model, settings.precision).learned(settings.num_images, calls, seconds)
+    setattr(model, _attribute(settings.precision), cost)
+
+
+def turn_size(model: LoadedModel, precision: str = "fp32") -> int:
+    """The most images one turn of the network takes (`Serialized`'s max_batch): as many as run in TURN_S here,
+    at least 1. The bundled model runs 16 in one; a 46 GFLOP model one at a time, so others' steps go between."""
+    return max(1, cost_of(model, precision).images_that_fit(1, TURN_S))
 
 
 def network_calls(model: LoadedModel, settings: Settings, start: int | None = None) -> int:

@@ -19,7 +19,7 @@ from ..sampling import frame_times, trajectory, walk
 from ..visualize import auto_scale, captioned, grid, save_gif, save_png, side_by_side
 from .inputs import model_input
 from .runtime import RunClock, Serialized
-from .settings import Settings, fewer, learn_cost
+from .settings import Settings, fewer, learn_cost, turn_size
 from .views import strength_note
 
 GIF_FRAMES = 60
@@ -160,7 +160,7 @@ def generate(
         return grid(x0.clamp(-1, 1), nrow=nrow, scale=scale)
 
     kept = Kept(frames_dir)
-    network = Serialized(unet)
+    network = Serialized(unet, turn_size(model, settings.precision))
     clock = RunClock(network, limit_s)
     start_time = last = time.perf_counter()
     picture = stopped = None

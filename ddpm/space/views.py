@@ -16,7 +16,7 @@ from ..likelihood import BoundTerms, bound_terms
 from ..limits import Limits, check_request
 from ..visualize import auto_scale, frame_indices, grid, side_by_side
 from .runtime import RunClock, Serialized
-from .settings import cost_of
+from .settings import cost_of, turn_size
 
 
 def strength_note(model: LoadedModel, t: int) -> str:
@@ -121,7 +121,7 @@ def likelihood_view(model: LoadedModel, x0: torch.Tensor, seed: int = 0, limits:
 
 def _likelihood_steps(model: LoadedModel, x0: torch.Tensor, seed: int, every_s: float, limit_s: float | None = None):
     T = model.scheduler.num_train_timesteps
-    network = Serialized(model.unet)
+    network = Serialized(model.unet, turn_size(model))
     clock = RunClock(network, limit_s)
     steps = bound_terms(network, model.scheduler, x0, generator=torch.Generator().manual_seed(int(seed)))
     last, stop = time.monotonic(), None
