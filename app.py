@@ -236,7 +236,7 @@ def build(
     h = Handlers(default_model, workdir, allow_local, limits)
     T = h.first.scheduler.num_train_timesteps
     gr.set_static_paths([str(h.dirs.root)])  # results are served from the capped run folders, never copied
-    with gr.Blocks(title=TITLE) as app:  # Gradio's cache is kept within the disk budget by h.tidy (DDPM_DISK_MB)
+    with guards.Blocks(title=TITLE) as app:  # Gradio's cache is kept within the disk budget by h.tidy (DDPM_DISK_MB)
         model_state = gr.State(h.name)
         gr.Markdown(INTRO)
         box, load_button, bundled, info = model_row(h)
@@ -296,7 +296,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    limits = Limits.from_env()
+    try:
+        limits, hops = Limits.from_env(), guards.proxy_hops()
+    except ValueError as e:  # a setting the operator mistyped: one line
+        parser.error(str(e))
+    # uvicorn would take the client from X-Forwarded-For for any request from 127.0.0.1 (its default trust), so a
+    # local client could name itself: DDPM_PROXY_HOPS alone decides, unless the operator set uvicorn's own trust
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
+    who = f"entry {hops} from the right of X-Forwarded-For" if hops else "the TCP peer (X-Forwarded-For ignored)"
+    logging.getLogger("ddpm.space").info("a client is %s: DDPM_PROXY_HOPS=%d", who, hops)
     app = build(args.model, allow_local=args.allow_local_models, limits=limits)
     guard = Middleware(
         guards.RequestGuard,

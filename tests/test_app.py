@@ -28,13 +28,14 @@ FP32 = "fp32: full precision (ancestral: diffusers' exact images)"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python app.py` exactly as a user starts it (bundled model), on a free port."""
-    with app_server(tmp_path_factory.mktemp("app"), DDPM_CLIENT_UPLOAD_MB="40") as started:
+    """`python app.py` as a user starts it (bundled model), on a free port, behind one proxy (the tests play it:
+    each visitor's X-Forwarded-For is the entry that proxy appends, as on a Space)."""
+    with app_server(tmp_path_factory.mktemp("app"), DDPM_CLIENT_UPLOAD_MB="40", DDPM_PROXY_HOPS="1") as started:
         yield started
 
 
 def visitor(server, n: int, **kwargs) -> Client:
-    """A client the Space tells apart from the others, as its proxy does: by the X-Forwarded-For address."""
+    """A client the Space tells apart from the others, as its proxy says: by the X-Forwarded-For address."""
     return Client(server["url"], verbose=False, headers={"X-Forwarded-For": f"10.0.0.{n}"}, **kwargs)
 
 
@@ -504,3 +505,74 @@ def test_every_way_into_the_queue_is_checked_alike(server):
     deadline = time.time() + 60  # the three accepted runs end before the next test
     while time.time() < deadline and idle_cpu_s(server, wait=0, window=0.5) > 0.2:
         pass
+
+
+def test_a_client_that_names_itself_gains_nothing(tmp_path):
+    """Off a Space no proxy is trusted: a client that sends X-Forwarded-For headers of its own, a new one each time
+    or two at once, is still its address. 30 spoofed joins got 13 accepted before; now 3 (its share), and uploads
+    under made-up names spend its own budget."""
+    import httpx
+
+    with app_server(tmp_path, DDPM_CLIENT_UPLOAD_MB="20") as plain:
+        ancestral = "DDPM ancestral, all T steps (Algorithm 2)"
+        clients = [Client(plain["url"], verbose=False, headers={"X-Forwarded-For": f"203.0.113.{n}"}) for n in range(5)]
+        jobs = [c.submit(n, 16, ancestral, 1000, 0.0, False, FP32, api_name="/generate") for n, c in enumerate(clients)]
+        deadline = time.time() + 60
+        while sum(bool(j.outputs()) or j.done() for j in jobs) < 5 and time.time() < deadline:
+            time.sleep(0.1)
+        refused = [j for j in jobs if j.done() and "429 Too Many Requests" in str(j.exception())]
+        assert len(refused) == 2, [str(j.exception()) if j.done() else "running" for j in jobs]
+        for j in jobs:
+            j.cancel()
+        (tmp_path / "9mb.png").write_bytes(os.urandom(9 * 2**20))
+        codes = []
+        for n in range(3):
+            names = [("X-Forwarded-For", f"198.51.100.{n}"), ("X-Forwarded-For", f"192.0.2.{n}")]  # two headers at once
+            with open(tmp_path / "9mb.png", "rb") as f:
+                codes.append(httpx.post(plain["url"] + "gradio_api/upload", files={"files": f}, headers=names).status_code)
+        assert codes == [200, 200, 413]  # 18 of its 20 MB, whatever names it gave
+        assert "a client is the TCP peer (X-Forwarded-For ignored): DDPM_PROXY_HOPS=0" in plain["log"].read_text()
+
+
+def test_malformed_inputs_and_component_calls_get_one_line(server):
+    """What Gradio checks before any handler runs answered a blank error and a traceback in the log: a drawing that
+    is not one, a file reference to a server file, a component call with a JSON body, an unknown component or no
+    session. Each now gets one line, to the caller and to the log, and the server's memory stays where it was."""
+    import httpx
+
+    url = server["url"]
+    config = httpx.get(url + "config").json()
+    deps = {d.get("api_name"): d for d in config["dependencies"]}
+    components = {c["id"]: c for c in config["components"]}
+
+    def call(api: str, replace: dict, session: str) -> str:
+        dep = deps[api]
+        data = [components[i]["props"].get("value") for i in dep["inputs"]]
+        for kind, value in replace.items():
+            data[next(j for j, i in enumerate(dep["inputs"]) if components[i]["type"] == kind)] = value
+        joined = httpx.post(url + "gradio_api/queue/join", json={"data": data, "fn_index": dep["id"], "session_hash": session})
+        assert joined.status_code == 200, joined.text
+        with httpx.stream("GET", url + "gradio_api/queue/data", params={"session_hash": session}, timeout=60) as events:
+            return next(line for line in events.iter_lines() if "process_completed" in line)
+
+    before = rss_mb(server)
+    outside = {"path": "/etc/hostname", "meta": {"_type": "gradio.FileData"}}
+    for n, sketch in enumerate(["a drawing", [1, 2], {"background": 5, "layers": "x", "composite": None}]):
+        assert "an input is not what this endpoint takes (EditorData)" in call("drawing", {"imageeditor": sketch}, f"m{n}")
+    sketch = {"background": None, "layers": [], "composite": outside}
+    assert "a file input must be a file uploaded to this Space" in call("drawing", {"imageeditor": sketch}, "m3")
+    assert "a file input must be a file uploaded to this Space" in call("forward", {"file": outside}, "m4")
+    editor = next(i for i, c in components.items() if c["type"] == "imageeditor")
+    component_calls = {
+        "json": {"json": {"component_id": editor, "fn_name": "accept_blobs", "data": {"id": "x"}, "session_hash": "z"}},
+        "unknown": {"json": {"component_id": 99999, "fn_name": "accept_blobs", "data": {}, "session_hash": "z"}},
+        "no session": {"files": {"blob": ("a.png", b"x")}, "data": {"component_id": str(editor), "fn_name": "accept_blobs"}},
+        "not a server function": {"json": {"component_id": editor, "fn_name": "preprocess", "data": {}, "session_hash": "z"}},
+    }
+    replies = {k: httpx.post(url + "gradio_api/component_server", **kw) for k, kw in component_calls.items()}
+    codes = {"json": 422, "unknown": 404, "no session": 422, "not a server function": 404}
+    assert {k: r.status_code for k, r in replies.items()} == codes
+    assert replies["json"].json()["detail"] == "a drawing's parts are sent as files (multipart/form-data), not JSON"
+    assert rss_mb(server) < before + 50
+    log = server["log"].read_text()
+    assert "Traceback" not in log and "refused: POST component_server: no such component function on this Space" in log

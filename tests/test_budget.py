@@ -58,7 +58,7 @@ def test_a_server_started_under_load_serves_the_articles_own_runs(tmp_path):
         stack.callback(quiet_once_timed)
         threading.Thread(target=quiet_once_timed, daemon=True).start()
         server = stack.enter_context(app_server(tmp_path, timeout_s=300))
-        assert re.search(r"one step of one image takes [\d.]+ ms here", read(server["log"]))
+        assert re.search(r"one step of one image takes [\d.]+ ms in fp32, [\d.]+ ms in bf16 here", read(server["log"]))
         client = Client(server["url"], verbose=False)
         precision = space.default_precision()  # what a visitor gets
         status = client.predict(0, 16, FAST_LABEL, 50, 0.0, False, precision, api_name="/generate")[1]
@@ -80,7 +80,8 @@ def limited(tmp_path_factory):
     """A server whose requests may run 2 s, its disk budget 20 MB, Gradio's cache put where the operator says."""
     folder = tmp_path_factory.mktemp("limited")
     cache = folder / "tmp" / "gradio-cache"
-    with app_server(folder, DDPM_MAX_REQUEST_S="2", DDPM_DISK_MB="20", GRADIO_TEMP_DIR=str(cache)) as server:
+    env = {"DDPM_MAX_REQUEST_S": "2", "DDPM_DISK_MB": "20", "GRADIO_TEMP_DIR": str(cache), "DDPM_PROXY_HOPS": "1"}
+    with app_server(folder, **env) as server:  # behind one proxy: the tests play it (visitors by X-Forwarded-For)
         yield server
 
 

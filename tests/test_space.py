@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -459,6 +460,61 @@ def test_a_heavy_network_is_priced_from_one_call_and_loads_priced_in_both_precis
     assert re.search(r"one step of one image takes [\d.]+ ms in fp32, [\d.]+ ms in bf16 here \(timed in", caplog.text)
 
 
+HEAVY_UNET = {  # 175 k parameters; attention over every pixel, one channel a head: at 96 px 45.9 GFLOP a step
+    "sample_size": 64, "in_channels": 1, "out_channels": 1, "layers_per_block": 1, "block_out_channels": [32],
+    "down_block_types": ["AttnDownBlock2D"], "up_block_types": ["AttnUpBlock2D"], "attention_head_dim": 1,
+    "norm_num_groups": 8,
+}  # fmt: skip
+
+
+def test_a_heavy_model_loads_in_its_turns_and_never_holds_the_network(tmp_path):
+    """Issue 33's tiny model that held the CPU for 20 minutes per load, at 64 px (9.7 GFLOP, about 1.3 s a call on
+    2 cores): its load times one call a precision and runs an arrival example sized to EXAMPLE_SECONDS, while
+    another visitor's run on the default model takes a turn between each of its calls; a request of 3 of its
+    images runs each step as turns of the images that fit in TURN_S."""
+    import threading
+
+    from diffusers import UNet2DModel
+
+    from ddpm.space.handlers import EXAMPLE_SECONDS, Handlers
+
+    save_pipeline(tmp_path / "heavy", UNet2DModel.from_config(HEAVY_UNET), DDPMScheduler(num_train_timesteps=1000))
+    handlers = Handlers(None, str(tmp_path / "runs"), allow_local=True)
+    default = handlers.registry.load("")
+    order = []  # which network ran, call by call, and on how many images
+    default.unet.register_forward_hook(lambda m, args, out: order.append(("default", args[0].shape[0])))
+    loaded = {}
+
+    def load():
+        loaded["outputs"] = handlers.load_model(str(tmp_path / "heavy"), handlers.registry.default)
+
+    loading = threading.Thread(target=load)
+    loading.start()
+    while str(tmp_path / "heavy") not in handlers.registry:
+        time.sleep(0.05)  # its timing is done: the arrival example runs now
+    heavy = handlers.registry.load(str(tmp_path / "heavy"))
+    cost, bf16 = heavy.cost, heavy.cost_bf16  # as loaded (the example's run teaches its precision's after)
+    heavy.unet.register_forward_hook(lambda m, args, out: order.append(("heavy", args[0].shape[0])))
+    visitor = space.check_settings(default, 1, 4, "ddim", 10, 0.0, False)
+    list(space.generate(default, visitor, tmp_path / "visitor"))
+    loading.join()
+    ours = [i for i, (who, _) in enumerate(order) if who == "default"]
+    between = [who for who, _ in order[ours[0] : ours[-1]]].count("heavy")
+    assert len(ours) == 10 and between <= len(ours), order  # one heavy call at most between two of the visitor's
+    assert cost.fixed == 0 and bf16.fixed == 0  # priced from one call a precision: it is heavy here
+    precision = space.PRECISION_LABELS[space.default_precision()]
+    steps = min(50, max(1, (cost if precision == "fp32" else bf16).steps_that_fit(1, EXAMPLE_SECONDS)))
+    example = loaded["outputs"][10]
+    assert example.startswith(f"An example, made when this model loaded: DPM-Solver++ 2M, {steps} steps, 1 image(s)") or (
+        "stopped at step" in example
+    ), example
+    order.clear()
+    three = space.check_settings(heavy, 0, 3, "ddim", 1, 0.0, False)
+    *_, done = space.generate(heavy, three, tmp_path / "three", limit_s=60)
+    size = space.turn_size(heavy)
+    assert done.step == 1 and [n for who, n in order if who == "heavy"] == [min(size, 3 - i) for i in range(0, 3, size)]
+
+
 def test_a_run_at_the_limit_stops_and_keeps_what_it_made(model, tmp_path, monkeypatch):
     """The limit is checked at every step (here a clock that is over after 7 network calls): the run stops there,
     and its last update has the GIF, gallery and scrubber up to x_t at that step, and says where and why."""
@@ -801,9 +857,28 @@ def test_off_zerogpu_the_gpu_wrapper_changes_nothing():
     assert space.on_gpu(steps, lambda n: 10) is steps and list(space.on_gpu(steps)(3)) == [0, 1, 2]
 
 
-def test_a_client_is_the_address_the_nearest_trusted_proxy_reports(monkeypatch):
-    from ddpm.space.guards import forwarded_client
+def test_a_client_is_the_address_the_nearest_trusted_proxy_reports(monkeypatch, caplog):
+    """Off a Space no proxy is trusted (X-Forwarded-For is whatever the client says); on one, Hugging Face's proxy
+    appends the visitor's address; behind more, DDPM_PROXY_HOPS counts them from the right. The client's own
+    entries (further left) never count; several headers are one list."""
+    from ddpm.space.guards import client_of, forwarded_client, proxy_hops
 
-    assert forwarded_client("6.6.6.6, 10.0.0.7") == "10.0.0.7"  # the left entry is the client's own say
+    monkeypatch.delenv("DDPM_PROXY_HOPS", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert proxy_hops() == 0 and forwarded_client("6.6.6.6") is None
+    scope = {"headers": [(b"x-forwarded-for", b"6.6.6.6")], "client": ("127.0.0.1", 5000)}
+    assert client_of(scope) == "127.0.0.1"  # the header is ignored: anyone can send it
+    monkeypatch.setenv("SPACE_ID", "someone/ddpm-space")
+    assert proxy_hops() == 1 and forwarded_client("6.6.6.6, 93.184.216.34") == "93.184.216.34"
+    headers = [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"7.7.7.7, 93.184.216.35")]
+    two = {"headers": headers, "client": ("10.1.2.3", 1)}
+    assert client_of(two) == "93.184.216.35"  # two headers: one list, the last entry the proxy's
     monkeypatch.setenv("DDPM_PROXY_HOPS", "2")  # behind two proxies that each append
-    assert forwarded_client("6.6.6.6, 10.0.0.7, 172.16.0.1") == "10.0.0.7" and forwarded_client("10.0.0.8") == "10.0.0.8"
+    assert forwarded_client("6.6.6.6, 93.184.216.36, 172.16.0.1") == "93.184.216.36"
+    assert forwarded_client("93.184.216.37") == "93.184.216.37"  # met one proxy only: its entry
+    with caplog.at_level("INFO", logger="ddpm.space"):
+        forwarded_client("6.6.6.6, 10.0.0.9, 172.16.0.1")  # the entry taken is private: a proxy more than counted
+    assert "entry -2, taken as the client, is a private address" in caplog.text and "10.0.0.9" not in caplog.text
+    monkeypatch.setenv("DDPM_PROXY_HOPS", "two")
+    with pytest.raises(ValueError, match="DDPM_PROXY_HOPS='two' is not a whole number"):
+        proxy_hops()

@@ -57,6 +57,7 @@ from .settings import (
     network_calls,
     predicted_seconds,
     shown,
+    turn_size,
 )
 from .stream import (
     GALLERY_FRAMES,
@@ -103,6 +104,7 @@ __all__ = [
     "cost_of",
     "default_precision",
     "learn_cost",
+    "turn_size",
     "describe",
     "display_name",
     "drawing_image",

@@ -12,15 +12,17 @@
   queue (/queue/join, /call/<name>, /call/v2/<name>) is checked alike: public endpoints only, one value per input, a
   short session id; no JSON body nests deeper than 32 levels.
 
-A client is its address: the X-Forwarded-For entry the nearest trusted proxy added (the last one; with DDPM_PROXY_HOPS=2
-the one before it, behind two proxies that each append), else the TCP peer. Entries further left come from the
-client itself and could be anything.
+A client is its address (`client_of`): the TCP peer, unless trusted proxies stand in front. Each proxy appends to
+X-Forwarded-For the address it got the request from; entries further left come from the client itself and could be
+anything. DDPM_PROXY_HOPS says how many appending proxies to trust, counted from the right: 0 (the header ignored)
+off a Space, 1 on a Hugging Face Space (see `proxy_hops`). Several X-Forwarded-For headers are one list, in order.
 """
 
 from __future__ import annotations
 
 import collections
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -149,20 +151,77 @@ class Sketchpad(gr.Sketchpad):
         return super().preprocess(payload)
 
 
-def forwarded_client(header: str) -> str:
-    """The client's address in an X-Forwarded-For value: the entry the nearest trusted proxy added (see above)."""
-    entries = [e.strip() for e in header.split(",") if e.strip()] or ["?"]
-    hops = max(1, int(os.environ.get("DDPM_PROXY_HOPS", "1") or 1))
-    return entries[-min(hops, len(entries))][:64]
+class Blocks(gr.Blocks):
+    """gr.Blocks whose inputs that fail Gradio's own checks before any handler runs (a value its component's data
+    model refuses, e.g. a drawing that is not one; a file reference to a file no visitor uploaded) are refused in
+    one line, where Gradio answers a blank error and prints a traceback."""
+
+    async def preprocess_data(self, block_fn, inputs, state, explicit_call: bool = False):
+        from gradio.exceptions import InvalidPathError
+        from pydantic import ValidationError
+
+        try:
+            return await super().preprocess_data(block_fn, inputs, state, explicit_call)
+        except ValidationError as e:
+            raise refuse(f"an input is not what this endpoint takes ({e.title}): see the API page") from None
+        except InvalidPathError:
+            raise refuse("a file input must be a file uploaded to this Space (gradio_client's handle_file does it)") from None
 
 
-def _address(forwarded: str | None, peer: str | None) -> str:
-    return forwarded_client(forwarded) if forwarded else (peer or "?")
+def proxy_hops(environ=None) -> int:
+    """The appending proxies in front of this server: DDPM_PROXY_HOPS, else 1 on a Hugging Face Space (SPACE_ID is
+    set), else 0. On a Space, requests reach the app through Hugging Face's proxy: the app's TCP peer is an internal
+    address and the last X-Forwarded-For entry the visitor's (how others found it: embeddings-benchmark/mteb#4754;
+    Hugging Face does not document the count, so the log says once what the header looks like, see `_note_shape`)."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("DDPM_PROXY_HOPS", "").strip()
+    if not raw:
+        return 1 if environ.get("SPACE_ID") else 0
+    if not raw.isdigit():
+        raise ValueError(f"DDPM_PROXY_HOPS={raw[:20]!r} is not a whole number: the proxies in front of the Space (0: none)")
+    return int(raw)
+
+
+def forwarded_client(header: str, hops: int | None = None) -> str | None:
+    """The client's address in an X-Forwarded-For value (several headers joined by commas): the entry the
+    farthest trusted proxy appended, `hops` from the right; the leftmost when the list is shorter (the request
+    met fewer proxies). None with no trusted proxy (hops 0) or no entry."""
+    hops = proxy_hops() if hops is None else hops
+    entries = [e.strip() for e in header.split(",") if e.strip()]
+    if hops < 1 or not entries:
+        return None
+    client = entries[-min(hops, len(entries))][:64]
+    _note_shape(entries, hops, client)
+    return client
+
+
+_shapes: set[tuple[int, bool]] = set()
+
+
+def _note_shape(entries: list[str], hops: int, client: str) -> None:
+    """Log once per shape how many entries X-Forwarded-For had and whether the one taken as the client is a
+    private address (no address is logged): a private one means a proxy more than DDPM_PROXY_HOPS counts."""
+    try:
+        private = ipaddress.ip_address(client).is_private
+    except ValueError:
+        private = False
+    if (len(entries), private) in _shapes or len(_shapes) >= 8:
+        return
+    _shapes.add((len(entries), private))
+    if private:
+        log.warning("X-Forwarded-For had %d entries and entry -%d, taken as the client, is a private address: there may "
+                    "be more proxies than DDPM_PROXY_HOPS=%d counts", len(entries), hops, hops)  # fmt: skip
+    else:
+        log.info("X-Forwarded-For had %d entries; entry -%d is the client (DDPM_PROXY_HOPS=%d)", len(entries), hops, hops)
+
+
+def _address(forwarded: list[str], peer: str | None) -> str:
+    return (forwarded_client(",".join(forwarded)) if forwarded else None) or peer or "?"
 
 
 def client_of(scope) -> str:
     """The client's address (an ASGI scope): from X-Forwarded-For (`forwarded_client`), else the TCP peer."""
-    forwarded = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-forwarded-for"), None)
+    forwarded = [v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-forwarded-for"]
     return _address(forwarded, scope["client"][0] if scope.get("client") else None)
 
 
@@ -170,7 +229,9 @@ def client_of_request(request) -> str:
     """`client_of` for the gr.Request a handler gets (None outside a server: one anonymous client)."""
     if request is None:
         return ""
-    return _address(request.headers.get("x-forwarded-for"), request.client.host if request.client else None)
+    headers = request.headers
+    forwarded = headers.getlist("x-forwarded-for") if hasattr(headers, "getlist") else [headers.get("x-forwarded-for", "")]
+    return _address([f for f in forwarded if f], request.client.host if request.client else None)
 
 
 class _Window:
@@ -253,6 +314,8 @@ class RequestGuard:
                 call = _json(body) if _is_json(scope) or join else None
                 if join:
                     self._check_call(entry, call)
+                if path.endswith("/component_server"):
+                    self._check_component_call(call if _is_json(scope) else await _form(scope, body))
                 if path.endswith("/upload"):
                     self.uploads.add(who, upload_charge(body))
                 await self.app(scope, _replay(body, receive), send)
@@ -289,6 +352,24 @@ class RequestGuard:
         if not isinstance(data, list) or len(data) != len(fn.inputs):
             got = len(data) if isinstance(data, list) else type(data).__name__
             raise _Refused(422, f"this endpoint takes {len(fn.inputs)} input values, got {got}")
+
+    def _check_component_call(self, call) -> None:
+        """A call of a component's server function (a drawing's parts, sent as files while the visitor draws) names
+        a component of this Space, one of its server functions and a short session id, else one line here, where
+        Gradio answers 500 with a traceback in the log (an unknown component, a JSON body for a file upload)."""
+        if not isinstance(call, dict) or not {"component_id", "fn_name", "session_hash"} <= set(call):
+            raise _Refused(422, "a component call has component_id, fn_name and session_hash")
+        if not isinstance(call["session_hash"], str) or not SESSION_ID.fullmatch(call["session_hash"]):
+            raise _Refused(422, "a session id is at most 64 letters, digits, '-' or '_'")
+        if self.blocks is None:
+            return
+        cid = call["component_id"]
+        block = self.blocks.blocks.get(int(cid)) if str(cid).isdigit() else None
+        fn = getattr(block, str(call["fn_name"]), None) if block is not None else None
+        if fn is None or not getattr(fn, "_is_server_fn", False):
+            raise _Refused(404, "no such component function on this Space")
+        if "data" in call and isinstance(block, Sketchpad):  # JSON: Gradio would hand a dict where files belong
+            raise _Refused(422, "a drawing's parts are sent as files (multipart/form-data), not JSON")
 
     @staticmethod
     async def _read(scope, receive, limit: int, too_large: str) -> bytes:
@@ -344,6 +425,18 @@ def _json(body: bytes):
         children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return value
+
+
+async def _form(scope, body: bytes) -> dict:
+    """The plain fields of a multipart request's body (already read and bounded), files left out."""
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request
+
+    try:
+        async with Request(scope, _replay(body, None)).form(max_files=MAX_UPLOAD_FILES, max_fields=16) as form:
+            return {k: v for k, v in form.multi_items() if not isinstance(v, UploadFile)}
+    except Exception:  # starlette's parser refuses what is not multipart, or too many parts
+        raise _Refused(422, "a component call is multipart/form-data or JSON: component_id, fn_name, session_hash") from None
 
 
 def _replay(body: bytes, receive):
