@@ -576,3 +576,34 @@ def test_malformed_inputs_and_component_calls_get_one_line(server):
     assert rss_mb(server) < before + 50
     log = server["log"].read_text()
     assert "Traceback" not in log and "refused: POST component_server: no such component function on this Space" in log
+
+
+def test_a_visitor_cancels_only_their_own_requests(server):
+    """Gradio's /cancel ended whatever event id it was sent (another visitor's run, in 2 of 3 trials). Another
+    visitor, or another page of the same visitor, is refused in one line and the run goes on; its own page
+    cancels it."""
+    import httpx
+
+    url = server["url"]
+    config = httpx.get(url + "config").json()
+    dep = next(d for d in config["dependencies"] if d.get("api_name") == "generate")
+    components = {c["id"]: c for c in config["components"]}
+    data = [components[i]["props"].get("value") for i in dep["inputs"]]
+    data[1:8] = [3, 16, "DDPM ancestral, all T steps (Algorithm 2)", 1000, 0.0, False, FP32]
+    alice, mallory = {"X-Forwarded-For": "10.0.5.1"}, {"X-Forwarded-For": "10.0.5.2"}
+    body = {"data": data, "fn_index": dep["id"], "session_hash": "alice"}
+    event = httpx.post(url + "gradio_api/queue/join", json=body, headers=alice).json()["event_id"]
+    stream = {"params": {"session_hash": "alice"}, "headers": alice, "timeout": 120}
+    with httpx.stream("GET", url + "gradio_api/queue/data", **stream) as events:
+        lines = events.iter_lines()
+        next(line for line in lines if "process_generating" in line)  # running
+        for session, who in [("mallory", mallory), ("alice", mallory), ("mallory", alice)]:
+            cancel = {"session_hash": session, "fn_index": dep["id"], "event_id": event}
+            refused = httpx.post(url + "gradio_api/cancel", json=cancel, headers=who)
+            assert refused.status_code == 403 and refused.json()["detail"] == "that request is not yours to cancel"
+        assert "process_generating" in next(line for line in lines if line.startswith("data:"))  # still running
+        cancel = {"session_hash": "alice", "fn_index": dep["id"], "event_id": event}
+        own = httpx.post(url + "gradio_api/cancel", json=cancel, headers=alice)
+        assert own.status_code == 200
+        assert "process_completed" in next(line for line in lines if "process_completed" in line or "close_stream" in line)
+    assert "refused: POST cancel: that request is not yours to cancel" in server["log"].read_text()

@@ -314,6 +314,8 @@ class RequestGuard:
                 call = _json(body) if _is_json(scope) or join else None
                 if join:
                     self._check_call(entry, call)
+                if path.endswith("/cancel"):
+                    self._check_cancel(_json(body), who)
                 if path.endswith("/component_server"):
                     self._check_component_call(call if _is_json(scope) else await _form(scope, body))
                 if path.endswith("/upload"):
@@ -352,6 +354,20 @@ class RequestGuard:
         if not isinstance(data, list) or len(data) != len(fn.inputs):
             got = len(data) if isinstance(data, list) else type(data).__name__
             raise _Refused(422, f"this endpoint takes {len(fn.inputs)} input values, got {got}")
+
+    def _check_cancel(self, call, who: str) -> None:
+        """A visitor cancels only their own requests: the event must be of the session the call names and of the
+        same client. Gradio's /cancel ends whatever event id it is sent (another visitor's run ended in 2 of 3
+        trials); an id of nothing queued or running is left to Gradio, which has nothing of it to end."""
+        if not isinstance(call, dict):
+            raise _Refused(422, "a cancel is a JSON object: session_hash, fn_index and event_id")
+        events = getattr(getattr(self.blocks, "_queue", None), "event_ids_to_events", {})
+        event = events.get(call.get("event_id")) if isinstance(call.get("event_id"), str) else None
+        if event is None:
+            return
+        theirs = event.request is not None and client_of(event.request.scope) == who
+        if event.session_hash != call.get("session_hash") or not theirs:
+            raise _Refused(403, "that request is not yours to cancel")
 
     def _check_component_call(self, call) -> None:
         """A call of a component's server function (a drawing's parts, sent as files while the visitor draws) names
