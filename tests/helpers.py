@@ -39,6 +39,12 @@ def tiny_unet(size: int = 8, channels: int = 1, seed: int = 0) -> UNet2DModel:
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+def hub_env(hub, tmp_path: Path) -> dict:
+    """A subprocess's environment that talks to the Hub fixture (huggingface_hub reads these once, at import)."""
+    return {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
+            "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": python_path()}  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,7 +13,7 @@ import pytest
 import torch
 from diffusers import DDPMPipeline
 from diffusers import DDPMScheduler as DiffusersDDPMScheduler
-from helpers import python_path, tiny_unet
+from helpers import hub_env, tiny_unet
 from PIL import Image
 
 from ddpm import DDPMScheduler, space
@@ -637,12 +637,6 @@ def test_work_folders_are_removed_with_their_process_and_their_names_hold_no_pid
     finally:
         shutil.rmtree(dirs.root)
         Path(f"{dirs.root}.pid").unlink()
-
-
-def hub_env(hub, tmp_path) -> dict:
-    """A subprocess's environment that talks to the Hub fixture (huggingface_hub reads these once, at import)."""
-    return {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1",
-            "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": python_path()}  # fmt: skip
 
 
 def test_a_hub_model_over_budget_is_refused_before_its_weights_are_downloaded(model_dir, tmp_path):
