@@ -9,7 +9,7 @@ needs: the loaded models, the run folders, the limits; every failure one line); 
 request guard in front of Gradio are `ddpm.space.guards`; the work itself is the rest of `ddpm.space`.
 
 Facing the internet (every endpoint is callable with gradio_client): visitors load Hub repo ids and the bundled
-models, never the server's folders; every model is checked against a budget (ddpm/limits.py, raised by DDPM_*
+models, never the server's folders; every model is checked against a budget (ddpm/space/limits.py, raised by DDPM_*
 environment variables) before its weights are read; each request's work is bounded; uploads are capped; the
 network runs one forward pass at a time; live previews and results live in run folders that are capped and
 removed with the process.
@@ -31,7 +31,7 @@ from PIL import Image
 from starlette.middleware import Middleware
 
 from ddpm import space
-from ddpm.limits import Limits
+from ddpm.space.limits import Limits
 from ddpm.space import guards
 from ddpm.space.guards import Number, Radio, Slider
 from ddpm.space.handlers import CLIPPED, FAST_LABEL, HELD_OUT, UPLOADED, Handlers

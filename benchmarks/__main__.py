@@ -34,16 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.served import network_alone
+from ddpm import space
+from ddpm.hub import load_pipeline
+from ddpm.likelihood import bits_per_dim
+from ddpm.sampling import sample
+from ddpm.visualize import grid
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.served import network_alone  # noqa: E402
-from ddpm import space  # noqa: E402
-from ddpm.hub import load_pipeline  # noqa: E402
-from ddpm.likelihood import bits_per_dim  # noqa: E402
-from ddpm.sampling import sample  # noqa: E402
-from ddpm.visualize import grid  # noqa: E402
 
 
 def machine() -> str:

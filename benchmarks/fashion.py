@@ -28,7 +28,7 @@ from ddpm import space
 from ddpm.data import load_arrays
 from ddpm.hub import load_pipeline
 from ddpm.likelihood import bits_per_dim
-from ddpm.limits import flops_per_image_step
+from ddpm.models import flops_per_image_step
 from ddpm.sampling import sample
 from ddpm.visualize import grid
 

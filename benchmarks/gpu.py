@@ -22,18 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import fashion
+from benchmarks.__main__ import fresh_accelerate_state, machine, paired
 
-from benchmarks import fashion  # noqa: E402
-from benchmarks.__main__ import fresh_accelerate_state, machine, paired  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def sync(device: torch.device) -> None:

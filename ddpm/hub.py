@@ -15,12 +15,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import shutil
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .limits import Cost
 from .scheduler import DDPMScheduler, _diffusers_version
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -35,12 +33,13 @@ class ModelLoadError(RuntimeError):
 
 @dataclass
 class LoadedModel:
+    """A loaded DDPM: the network, its scheduler, where it came from. (A Space adds what it learns about it, e.g. its
+    price on this machine: see ddpm.space.settings.cost_of.)"""
+
     unet: object
     scheduler: DDPMScheduler
     source: str
     path: Path
-    flops_per_step: float = 0.0  # one network call on one image, when the loader counted it (a Space's budget)
-    cost: Cost | None = None  # seconds a network call takes on this machine, when measured (a Space's budget)
 
 
 def save_pipeline(output_dir: str | os.PathLike, unet, scheduler: DDPMScheduler) -> Path:
@@ -185,30 +184,6 @@ def _check_side_files(name_or_path: str, sizes: dict[str, int]) -> None:
             raise ModelLoadError(
                 f"{name_or_path[:80]}: its {name} is {size / 2**20:.1f} MB; this app reads at most {cap / 2**20:.2f} MB"
             )
-
-
-def prune_hub_cache(max_bytes: int, keep: Collection[str] = ()) -> int:
-    """Delete the least recently used model repos from the Hub cache until the models in it take at most
-    `max_bytes`; the repos in `keep` stay (those in use). Returns the bytes freed; 0 when there is no cache."""
-    from huggingface_hub import scan_cache_dir
-    from huggingface_hub.errors import CacheNotFound
-
-    try:
-        cache = scan_cache_dir()
-    except (CacheNotFound, OSError):
-        return 0
-    models = sorted((r for r in cache.repos if r.repo_type == "model"), key=lambda r: r.last_accessed)
-    total = sum(r.size_on_disk for r in models)
-    doomed = []
-    for repo in models:
-        if total <= max_bytes:
-            break
-        if repo.repo_id not in keep:
-            doomed.append(repo)
-            total -= repo.size_on_disk
-    for repo in doomed:  # by folder: huggingface_hub's delete_revisions matches commit hashes across repos
-        shutil.rmtree(repo.repo_path, ignore_errors=True)
-    return sum(repo.size_on_disk for repo in doomed)
 
 
 def _weights_size(name_or_path: str, path: Path, subfolder: str, revision, token, local: bool) -> int | None:

@@ -77,3 +77,28 @@ def load_unet(config_name_or_path: str) -> UNet2DModel:
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def build_on_meta(unet_config: dict):
+    """A UNet2DModel built from its config on the meta device: its shapes and parameter count, no memory."""
+    import torch
+    from diffusers import UNet2DModel
+
+    with torch.device("meta"):
+        return UNet2DModel.from_config(unet_config)
+
+
+def flops_per_image_step(unet_config: dict) -> float:
+    """Floating-point operations of one network call on one image, counted on the meta device (no memory, no
+    weights): the UNet is built from its config and run on an empty tensor under torch's FLOP counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = unet_config["sample_size"]
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    unet = build_on_meta(unet_config)
+    with torch.device("meta"):
+        x = torch.empty(1, unet_config.get("in_channels", 3), *hw)
+        with FlopCounterMode(display=False) as counter:
+            unet(x, torch.tensor(1))
+    return float(counter.get_total_flops())

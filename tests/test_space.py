@@ -19,7 +19,7 @@ from PIL import Image
 from ddpm import DDPMScheduler, space
 from ddpm.data import LabelledArrays, save_held_out
 from ddpm.hub import ModelLoadError, load_pipeline, save_pipeline
-from ddpm.limits import Cost, Limits
+from ddpm.space.limits import Cost, Limits
 from ddpm.sampling import sample
 from ddpm.visualize import grid
 
@@ -446,7 +446,7 @@ def test_a_heavy_network_is_priced_from_one_call_and_loads_priced_in_both_precis
     """Timing 20 image-steps of a 46 GFLOP model took 73 s on 2 cores: a network whose first call is slow is
     priced from that call. A model loads priced in fp32 and bf16 (bf16 ran 3x slower on that model), and its
     arrival example is sized to its price."""
-    from ddpm.limits import HEAVY_CALL_S, measure_cost
+    from ddpm.space.limits import HEAVY_CALL_S, measure_cost
 
     net = SlowNetwork(HEAVY_CALL_S + 0.1)
     cost = measure_cost(net)
@@ -649,7 +649,7 @@ def test_a_hub_model_over_budget_is_refused_before_its_weights_are_downloaded(mo
 
     files = {str(p.relative_to(model_dir)): p.read_bytes() for p in Path(model_dir).rglob("*") if p.is_file()}
     script = (
-        "import sys; from ddpm import space; from ddpm.hub import ModelLoadError; from ddpm.limits import Limits\n"
+        "import sys; from ddpm import space; from ddpm.hub import ModelLoadError; from ddpm.space.limits import Limits\n"
         "r = space.ModelRegistry(space.BUNDLED_MODEL, limits=Limits(max_resolution=int(sys.argv[1])), allow_local=False)\n"
         "try:\n    print('LOADED', r.load('alice/ddpm').unet.config.sample_size)\n"
         "except ModelLoadError as e:\n    print('REFUSED', e)\n"
@@ -677,7 +677,7 @@ def test_hub_side_files_are_bounded_before_download_and_the_hub_cache_is_pruned(
     files = {str(p.relative_to(model_dir)): p.read_bytes() for p in Path(model_dir).rglob("*") if p.is_file()}
     one = sum(map(len, files.values()))
     script = (
-        "import sys; from ddpm import space; from ddpm.hub import ModelLoadError; from ddpm.limits import Limits\n"
+        "import sys; from ddpm import space; from ddpm.hub import ModelLoadError; from ddpm.space.limits import Limits\n"
         "limits = Limits(hub_cache_mb=float(sys.argv[1]), model_cache_mb=0.001)  # memory: the default and the last\n"
         "r = space.ModelRegistry(space.BUNDLED_MODEL, limits=limits, allow_local=False)\n"
         "for name in sys.argv[2:]:\n"
@@ -734,7 +734,7 @@ def test_google_ddpm_cifar10_loads_with_the_default_budget_and_gets_what_fits(tm
     save_pipeline(tmp_path / "cifar", UNet2DModel.from_config(CIFAR10_UNET), DDPMScheduler(num_train_timesteps=1000))
     files = {str(p.relative_to(tmp_path / "cifar")): p.read_bytes() for p in (tmp_path / "cifar").rglob("*") if p.is_file()}
     script = (
-        "from ddpm import space; from ddpm.limits import Limits\n"
+        "from ddpm import space; from ddpm.space.limits import Limits\n"
         "limits = Limits()  # the defaults\n"
         "m = space.ModelRegistry(space.BUNDLED_MODEL, limits=limits, allow_local=False).load('google/ddpm-cifar10-32')\n"
         "print('NOTE', space.budget_note(m, limits))\n"

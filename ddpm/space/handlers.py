@@ -17,7 +17,7 @@ from gradio.utils import get_upload_folder
 
 from .. import space  # the package (this module is not imported by its __init__: no cycle)
 from ..hub import ModelLoadError, one_line
-from ..limits import Limits
+from .limits import Limits
 from ..visualize import save_png
 from . import guards
 

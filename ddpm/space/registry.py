@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 
-from ..hub import LoadedModel, ModelLoadError, load_pipeline, prune_hub_cache
-from ..limits import Limits, OverBudget, check_model
+from ..hub import LoadedModel, ModelLoadError, load_pipeline
 from ..models import count_parameters
+from .limits import Limits, OverBudget, check_model
 from .runtime import pick_device
 from .settings import cost_of, shown
 
@@ -163,3 +165,27 @@ def as_plain_text(text: str) -> str:
     """Text from a model's files, shown as written inside Markdown: every Markdown and HTML character escaped, so
     a card cannot put links, images or markup into the page."""
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~&])", r"\\\1", text)
+
+
+def prune_hub_cache(max_bytes: int, keep: Collection[str] = ()) -> int:
+    """Delete the least recently used model repos from the Hub cache until the models in it take at most
+    `max_bytes`; the repos in `keep` stay (those in use). Returns the bytes freed; 0 when there is no cache."""
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        cache = scan_cache_dir()
+    except (CacheNotFound, OSError):
+        return 0
+    models = sorted((r for r in cache.repos if r.repo_type == "model"), key=lambda r: r.last_accessed)
+    total = sum(r.size_on_disk for r in models)
+    doomed = []
+    for repo in models:
+        if total <= max_bytes:
+            break
+        if repo.repo_id not in keep:
+            doomed.append(repo)
+            total -= repo.size_on_disk
+    for repo in doomed:  # by folder: huggingface_hub's delete_revisions matches commit hashes across repos
+        shutil.rmtree(repo.repo_path, ignore_errors=True)
+    return sum(repo.size_on_disk for repo in doomed)

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 
 from ..hub import LoadedModel
-from ..limits import Cost, Limits, check_request, measure_cost
 from ..sampling import bf16_is_native, walk
+from .limits import Cost, Limits, check_request, measure_cost
 from .runtime import Serialized
 
 MAX_IMAGES = 16
@@ -109,7 +109,7 @@ TURN_S = 2.0  # the longest one turn of the network should be: a step of more im
 
 
 def _attribute(precision: str) -> str:
-    """Where a model keeps its price in `precision`: model.cost (fp32, the loader's field) or model.cost_bf16."""
+    """Where a model keeps its price in `precision`, set here on the loaded model: model.cost (fp32) or .cost_bf16."""
     return "cost" if precision == "fp32" else f"cost_{precision}"
 
 
@@ -120,7 +120,7 @@ def cost_of(model: LoadedModel, precision: str = "fp32") -> Cost:
     not the machine's speed: made while other work shares the cores, it reads many times too slow, and keeping the
     fastest lets that pass. bf16 is priced apart: on a CPU it is slower than fp32 for a few images, faster for
     many, and 3x slower on some models. Every timed call takes its turn of the network (`Serialized.lock`)."""
-    cheap = 0 < 20 * model.flops_per_step < REMEASURE_MAX_GFLOP * 1e9
+    cheap = 0 < 20 * getattr(model, "flops_per_step", 0.0) < REMEASURE_MAX_GFLOP * 1e9
     now, cost = time.monotonic(), getattr(model, _attribute(precision), None)
     if cost is None:
         cost = measure_cost(model.unet, precision=precision, turn=lambda: Serialized.lock)

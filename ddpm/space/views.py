@@ -13,8 +13,8 @@ from PIL import Image
 
 from ..hub import LoadedModel
 from ..likelihood import BoundTerms, bound_terms
-from ..limits import Limits, check_request
 from ..visualize import auto_scale, frame_indices, grid, side_by_side
+from .limits import Limits, check_request
 from .runtime import RunClock, Serialized
 from .settings import cost_of, turn_size
 

@@ -30,6 +30,8 @@ import contextlib
 import os
 from dataclasses import dataclass, fields
 
+from ..models import build_on_meta, flops_per_image_step
+
 REFUSE_FACTOR = 10  # a request predicted over this many times the limit, at the best measured speed, is refused
 
 # Structure a UNet2DModel config may have before it is even built (on the meta device) to count its cost.
@@ -76,30 +78,6 @@ def _as_int(value, what: str) -> int:
     return value
 
 
-def _build_on_meta(unet_config: dict):
-    import torch
-    from diffusers import UNet2DModel
-
-    with torch.device("meta"):
-        return UNet2DModel.from_config(unet_config)
-
-
-def flops_per_image_step(unet_config: dict) -> float:
-    """Floating-point operations of one network call on one image, counted on the meta device (no memory, no
-    weights): the UNet is built from its config and run on an empty tensor under torch's FLOP counter."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    size = unet_config["sample_size"]
-    hw = (size, size) if isinstance(size, int) else tuple(size)
-    unet = _build_on_meta(unet_config)
-    with torch.device("meta"):
-        x = torch.empty(1, unet_config.get("in_channels", 3), *hw)
-        with FlopCounterMode(display=False) as counter:
-            unet(x, torch.tensor(1))
-    return float(counter.get_total_flops())
-
-
 def check_model(unet_config: dict, scheduler_config: dict, weights_bytes: int, limits: Limits) -> float:
     """Refuse (OverBudget, one line naming the limit) what this Space cannot serve; return the cost of one
     network call on one image in FLOPs. Reads only the configs and the weights' size."""
@@ -131,7 +109,7 @@ def check_model(unet_config: dict, scheduler_config: dict, weights_bytes: int, l
     ):
         raise OverBudget("its UNet is larger than this Space builds (levels, layers per block or channels)")
     try:
-        params = sum(p.numel() for p in _build_on_meta(unet_config).parameters())
+        params = sum(p.numel() for p in build_on_meta(unet_config).parameters())
         if weights_bytes < 2 * params:  # 2 bytes a parameter at the least (fp16/bf16): weights missing from the file
             raise OverBudget(
                 f"its config makes {params / 1e6:.1f} M parameters but its weights file ({_size(weights_bytes)}) holds "
@@ -203,7 +181,7 @@ def measure_cost(unet, repeats: int = 3, precision: str = "fp32", turn=contextli
 
     import torch
 
-    from .sampling import network_precision
+    from ..sampling import network_precision
 
     cfg = unet.config
     size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
