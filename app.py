@@ -23,6 +23,8 @@ except ImportError:
     pass
 
 import argparse
+import functools
+import inspect
 import logging
 import os
 
@@ -31,10 +33,10 @@ from PIL import Image
 from starlette.middleware import Middleware
 
 from ddpm import space
-from ddpm.space.limits import Limits
 from ddpm.space import guards
-from ddpm.space.guards import Number, Radio, Slider
+from ddpm.space.guards import CheckedNumber, CheckedRadio, CheckedSlider
 from ddpm.space.handlers import CLIPPED, FAST_LABEL, HELD_OUT, UPLOADED, Handlers
+from ddpm.space.limits import Limits
 
 log = logging.getLogger("ddpm.space")
 MAX_FILE_BYTES = 10 * 2**20
@@ -70,18 +72,18 @@ def sampler_inputs(T: int):
     """The sampler (DPM-Solver++ 2M by default: DDIM's 50 network calls, second order) and its number of steps
     (ancestral walks all T)."""
     return [
-        Radio(list(space.SAMPLER_LABELS), value=FAST_LABEL, label="Sampler"),
-        Slider(1, T, value=min(T, 50), step=1, label="Steps (all but ancestral)"),
+        CheckedRadio(list(space.SAMPLER_LABELS), value=FAST_LABEL, label="Sampler"),
+        CheckedSlider(1, T, value=min(T, 50), step=1, label="Steps (all but ancestral)"),
     ]
 
 
 def precision_input():
-    return Radio(list(space.PRECISION_LABELS), value=space.default_precision(), label="Network precision")
+    return CheckedRadio(list(space.PRECISION_LABELS), value=space.default_precision(), label="Network precision")
 
 
 def clip_input():
     """Clipping of the predicted x_0 (on by default, as in diffusers); the paper's unclipped step one click away."""
-    return Radio(list(space.CLIP_LABELS), value=CLIPPED, label="Predicted x̂0 at each step", info=space.CLIP_NOTE)
+    return CheckedRadio(list(space.CLIP_LABELS), value=CLIPPED, label="Predicted x̂0 at each step", info=space.CLIP_NOTE)
 
 
 def live_view(hint: str, label: str, value=None):
@@ -122,13 +124,13 @@ def generate_tab(h: Handlers, T: int):
                     stop = gr.Button("Stop", variant="stop", scale=1)
                 estimate = gr.Markdown(h.estimate(h.name, 16, FAST_LABEL, min(T, 50)))
                 inputs = [
-                    Number(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
-                    Slider(1, space.MAX_IMAGES, value=16, step=1, label="Number of images"),
+                    CheckedNumber(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
+                    CheckedSlider(1, space.MAX_IMAGES, value=16, step=1, label="Number of images"),
                     *sampler_inputs(T),
                 ]
                 with gr.Accordion("More: DDIM's eta, x̂0 beside x_t, precision, clipping", open=False):
                     inputs += [
-                        Slider(0.0, 1.0, value=0.0, step=0.05, label="DDIM eta (0 = deterministic, 1 = DDPM-like)"),
+                        CheckedSlider(0.0, 1.0, value=0.0, step=0.05, label="DDIM eta (0 = deterministic, 1 = DDPM-like)"),
                         gr.Checkbox(label="Show the predicted x̂0 beside x_t", value=False),
                         precision_input(),
                         clip_input(),
@@ -141,8 +143,9 @@ def generate_tab(h: Handlers, T: int):
             (example.gif, example.gallery, example.download),
         )
         frames, index, picture = scrubber(example)
-    outputs = [preview, status, gif, gallery, download, frames, index, picture]
-    return button, stop, inputs, outputs, estimate
+    views = {"preview": preview, "status": status, "gif": gif, "gallery": gallery, "download": download,
+             "frames": frames, "index": index, "picture": picture}  # fmt: skip
+    return button, stop, inputs, views, estimate
 
 
 def drawing_tab(h: Handlers, T: int):
@@ -157,13 +160,13 @@ def drawing_tab(h: Handlers, T: int):
             with gr.Column(scale=1):
                 sketch = guards.Sketchpad(value=blank, canvas_size=(280, 280), brush=brush, type="pil", image_mode="RGBA",
                                       sources=["upload"], label="Your drawing (or an uploaded image)")  # fmt: skip
-                t = Slider(0, T, value=T // 2, step=1, label="Start the reverse process at t (the strength)")
+                t = CheckedSlider(0, T, value=T // 2, step=1, label="Start the reverse process at t (the strength)")
                 note = gr.Markdown(space.strength_note(h.first, T // 2))
                 inputs = [
                     sketch,
                     t,
                     *sampler_inputs(T),
-                    Number(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
+                    CheckedNumber(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
                     precision_input(),
                     clip_input(),
                 ]
@@ -175,16 +178,23 @@ def drawing_tab(h: Handlers, T: int):
                     "Left: your drawing x_0 · middle: x_t · right: the model's x_0.", "x_0 → x_t → back to x_0"
                 )
         gif, download, gallery = trajectory_views("The trajectory from x_t (GIF)", "Frames from t down to 0")
-    return button, stop, t, note, inputs, [preview, status, gif, gallery, download]
+    return (
+        button,
+        stop,
+        t,
+        note,
+        inputs,
+        {"preview": preview, "status": status, "gif": gif, "gallery": gallery, "download": download},
+    )
 
 
 def image_picker(h: Handlers, held_out_label: str):
     """Held-out test images of the model's data by class, or an upload."""
     classes = list(space.held_out_set(h.first).classes)
-    source = Radio([HELD_OUT, UPLOADED], value=HELD_OUT, label="Image")
+    source = CheckedRadio([HELD_OUT, UPLOADED], value=HELD_OUT, label="Image")
     # the classes change with the model: space.held_out_image checks the name against the loaded model's classes
     class_name = gr.Dropdown(classes, value=classes[0], label=f"Class of the {held_out_label}", allow_custom_value=True)
-    index = Slider(0, 9, value=0, step=1, label="Example of that class")
+    index = CheckedSlider(0, 9, value=0, step=1, label="Example of that class")
     upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
     return source, class_name, index, upload
 
@@ -195,14 +205,14 @@ def forward_tab(h: Handlers, T: int):
         with gr.Row():
             with gr.Column(scale=1):
                 source, class_name, index, upload = image_picker(h, "held-out test image")
-                t_slider = Slider(0, T, value=T // 4, step=1, label="t")
-                noise_seed = Number(label="Noise seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED)
+                t_slider = CheckedSlider(0, T, value=T // 4, step=1, label="t")
+                noise_seed = CheckedNumber(label="Noise seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED)
                 button = gr.Button("Show x_t")
             with gr.Column(scale=2):
                 image = gr.Image(label="x_0 and x_t", format="png", interactive=False)
                 text = gr.Markdown()
         strip = gr.Gallery(label="x_t from t = 0 to T, same ε", format="png", columns=9, height="auto")
-    return button, [source, class_name, index, upload, t_slider, noise_seed], [image, text, strip]
+    return button, [source, class_name, index, upload, t_slider, noise_seed], {"picture": image, "text": text, "strip": strip}
 
 
 def schedule_tab(h: Handlers):
@@ -210,7 +220,7 @@ def schedule_tab(h: Handlers):
     with gr.Tab("Schedule"):
         gr.Markdown("β_t, ᾱ_t = ∏ α_s and SNR(t) = ᾱ_t / (1 − ᾱ_t) of the loaded model, and how close x_T is to N(0, I).")
         figure, report = h.schedule(h.name)
-        return [gr.Plot(value=figure, show_label=False), gr.Markdown(report)]
+        return {"schedule": gr.Plot(value=figure, show_label=False), "schedule_report": gr.Markdown(report)}
 
 
 def likelihood_tab():
@@ -222,12 +232,32 @@ def likelihood_tab():
             "It costs T network evaluations."
         )
         with gr.Row():
-            source = Radio(["held-out test images", UPLOADED], value="held-out test images", label="Data")
-            count = Slider(1, space.MAX_IMAGES, value=8, step=1, label="Number of held-out images (the classes in turn)")
+            source = CheckedRadio(["held-out test images", UPLOADED], value="held-out test images", label="Data")
+            count = CheckedSlider(1, space.MAX_IMAGES, value=8, step=1, label="Number of held-out images (the classes in turn)")
             upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
         button = gr.Button("Compute the bound")
-        outputs = [gr.Plot(show_label=False), gr.Markdown()]
-    return button, [source, count, upload], outputs
+        views = {"chart": gr.Plot(show_label=False), "text": gr.Markdown()}
+    return button, [source, count, upload], views
+
+
+def by_name(handler, views: dict):
+    """`handler` as Gradio calls it, and its outputs: the handler returns (or yields) {view name: value}, turned into
+    {component: value}, Gradio's updates by component; a view it leaves out keeps what it shows. The outputs are
+    the views in their order (the API's return values)."""
+    if inspect.isgeneratorfunction(handler):
+
+        @functools.wraps(handler)
+        def stream(*args, **kwargs):
+            for values in handler(*args, **kwargs):
+                yield {views[name]: value for name, value in values.items()}
+
+        return stream, list(views.values())
+
+    @functools.wraps(handler)
+    def call(*args, **kwargs):
+        return {views[name]: value for name, value in handler(*args, **kwargs).items()}
+
+    return call, list(views.values())
 
 
 def build(
@@ -241,42 +271,47 @@ def build(
         gr.Markdown(INTRO)
         box, load_button, bundled, info = model_row(h)
         with gr.Tabs(overflow_behavior="wrap"):  # a phone shows every tab, on two rows
-            gen_button, gen_stop, gen_inputs, gen_outputs, estimate = generate_tab(h, T)
-            draw_button, draw_stop, draw_t, draw_note, draw_inputs, draw_outputs = drawing_tab(h, T)
-            fwd_button, fwd_inputs, fwd_outputs = forward_tab(h, T)
-            sched_outputs = schedule_tab(h)
-            lk_button, lk_inputs, lk_outputs = likelihood_tab()
+            gen_button, gen_stop, gen_inputs, gen_views, estimate = generate_tab(h, T)
+            draw_button, draw_stop, draw_t, draw_note, draw_inputs, draw_views = drawing_tab(h, T)
+            fwd_button, fwd_inputs, fwd_views = forward_tab(h, T)
+            sched_views = schedule_tab(h)
+            lk_button, lk_inputs, lk_views = likelihood_tab()
         _, class_name, _, _, t_slider, noise_seed = fwd_inputs
+        _, num_images, sampler, num_steps, _, _, precision, _ = gen_inputs
+        _, _, _, draw_steps, *_ = draw_inputs
 
         load_inputs = [box, model_state]
-        controls = [gen_inputs[3], t_slider, class_name, draw_t, draw_note, draw_inputs[3]]
-        load_outputs = [model_state, box, info, *controls, *gen_outputs, *sched_outputs, estimate]
-        assert len(load_outputs) == h.LOAD_OUTPUTS
+        load_views = {"model": model_state, "box": box, "card": info, "steps": num_steps, "forward_t": t_slider,
+                      "class_name": class_name, "drawing_t": draw_t, "drawing_note": draw_note, "drawing_steps": draw_steps,
+                      **gen_views, **sched_views, "estimate": estimate}  # fmt: skip
+        load_model, load_outputs = by_name(h.load_model, load_views)
         # one download or model load at a time; up to 4 generations take turns step by step (space.Serialized), so
         # a new visitor's first frame comes after one step of each running request; the bound runs alone
         loading = {"concurrency_limit": 1, "concurrency_id": "load"}
-        load_button.click(h.load_model, load_inputs, load_outputs, api_name="load_model", **loading)
+        load_button.click(load_model, load_inputs, load_outputs, api_name="load_model", **loading)
         private = {"api_visibility": "private"}  # UI-only events: the API has one endpoint per action
-        box.submit(h.load_model, load_inputs, load_outputs, **loading, **private)  # Enter in the text box
-        bundled.load_input_event.then(h.load_model, load_inputs, load_outputs, **loading, **private)  # a bundled example
+        box.submit(load_model, load_inputs, load_outputs, **loading, **private)  # Enter in the text box
+        bundled.load_input_event.then(load_model, load_inputs, load_outputs, **loading, **private)  # a bundled example
         # Generate and the drawing share 4 slots; a click during a run starts a new run at once and the old one
         # ends at its next preview, saying so (never ignored); Stop ends the run at its next preview, within a second
         sampling = {"concurrency_limit": 4, "concurrency_id": "sampling", "trigger_mode": "multiple"}
         # on ZeroGPU a GPU is attached for each sampling call, for about twice its predicted time; elsewhere as is
-        generate, drawing_fn = space.on_gpu(h.generate, h.generate_seconds), space.on_gpu(h.drawing, h.drawing_seconds)
+        generate, gen_outputs = by_name(h.generate, gen_views)
+        drawing_fn, draw_outputs = by_name(h.drawing, draw_views)
+        generate, drawing_fn = space.on_gpu(generate, h.generate_seconds), space.on_gpu(drawing_fn, h.drawing_seconds)
         generating = gen_button.click(generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)
         drawing = draw_button.click(drawing_fn, [model_state, *draw_inputs], draw_outputs, api_name="drawing", **sampling)
-        gen_stop.click(h.stopped, None, gen_outputs[1], cancels=[generating], **private)
-        draw_stop.click(h.stopped, None, draw_outputs[1], cancels=[drawing], **private)
-        frames, index, picture = gen_outputs[5:]
-        index.input(h.scrub, [frames, index], picture, **private)
-        _, num_images, sampler, num_steps, _, _, precision, _ = gen_inputs
+        gen_stop.click(h.stopped, None, gen_views["status"], cancels=[generating], **private)
+        draw_stop.click(h.stopped, None, draw_views["status"], cancels=[drawing], **private)
+        gen_views["index"].input(h.scrub, [gen_views["frames"], gen_views["index"]], gen_views["picture"], **private)
         for control in (num_images, sampler, num_steps, precision):
             control.change(h.estimate, [model_state, num_images, sampler, num_steps, precision], estimate, **private)
         draw_t.input(h.strength, [model_state, draw_t], draw_note, **private)
-        fwd_button.click(h.forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
-        t_slider.release(h.forward, [model_state, *fwd_inputs], fwd_outputs, **private)
-        likelihood = space.on_gpu(h.likelihood, h.likelihood_seconds)
+        forward, fwd_outputs = by_name(h.forward, fwd_views)
+        fwd_button.click(forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
+        t_slider.release(forward, [model_state, *fwd_inputs], fwd_outputs, **private)
+        likelihood, lk_outputs = by_name(h.likelihood, lk_views)
+        likelihood = space.on_gpu(likelihood, h.likelihood_seconds)
         lk_button.click(likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1)
     # a flood is told the queue is full at once; no REST route skips the queue (and its limits)
     app.queue(default_concurrency_limit=2, max_size=16, api_open=False)

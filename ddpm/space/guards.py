@@ -507,7 +507,7 @@ def _check_number(component, payload) -> None:
         raise refuse(f"Value {payload} is greater than maximum value {component.maximum}.")
 
 
-class Number(gr.Number):
+class CheckedNumber(gr.Number):
     is_template = True  # drawn by Gradio's own number field
 
     def preprocess(self, payload):
@@ -515,7 +515,7 @@ class Number(gr.Number):
         return super().preprocess(payload)
 
 
-class Slider(gr.Slider):
+class CheckedSlider(gr.Slider):
     is_template = True  # drawn by Gradio's own slider
 
     def preprocess(self, payload):
@@ -523,7 +523,7 @@ class Slider(gr.Slider):
         return super().preprocess(payload)
 
 
-class Radio(gr.Radio):
+class CheckedRadio(gr.Radio):
     is_template = True  # drawn by Gradio's own radio buttons
 
     def preprocess(self, payload):

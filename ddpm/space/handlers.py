@@ -17,9 +17,9 @@ from gradio.utils import get_upload_folder
 
 from .. import space  # the package (this module is not imported by its __init__: no cycle)
 from ..hub import ModelLoadError, one_line
-from .limits import Limits
 from ..visualize import save_png
 from . import guards
+from .limits import Limits
 
 log = logging.getLogger("ddpm.space")
 LIVE_FILES_KEPT = 2  # live previews on disk per run: the one shown and the one before it
@@ -45,7 +45,8 @@ def refused(e: Exception) -> str:
 
 
 class Handlers:
-    """The functions the events call: plain arguments in, Gradio values out, one-line errors."""
+    """The functions the events call: plain arguments in; out, {view name: value} for the views they change (app.py
+    maps each name to its component), or one value for an event with one output; one-line errors."""
 
     def __init__(self, default_model: str | None, workdir: str | None, allow_local: bool = False, limits: Limits | None = None):
         operator = (default_model,) if default_model and Path(default_model).expanduser().is_dir() else ()
@@ -107,10 +108,9 @@ class Handlers:
     def card(self, model) -> str:
         return space.describe(model) + "\n\n" + space.budget_note(model, self.registry.limits)
 
-    LOAD_OUTPUTS = 20  # state, box, card, 6 controls, 8 of the Generate tab's run, 2 of the schedule, the estimate
-
-    def load_model(self, new_name, model_name):
-        """Load a model and refresh every view for it; a failed load changes nothing but the card's last line."""
+    def load_model(self, new_name, model_name) -> dict:
+        """Load a model and refresh every view for it (by name: app.py maps each name to its component; a view not
+        named keeps what it shows); a failed load changes nothing but the box and the card's last line."""
         new_name = (new_name or "").strip() or self.registry.default
         try:
             model = self.registry.load(new_name)
@@ -121,36 +121,37 @@ class Handlers:
             log.warning("refused: %s", text)
             gr.Warning(text)
             current = self.registry.load(model_name)
-            keep = [gr.skip()] * (self.LOAD_OUTPUTS - 3)
-            return (gr.skip(), space.display_name(model_name), self.card(current) + f"\n\n⚠️ {text}", *keep)
+            return {"box": space.display_name(model_name), "card": self.card(current) + f"\n\n⚠️ {text}"}
         T = model.scheduler.num_train_timesteps
         classes = space.held_out_set(model).classes
-        return (
-            new_name,
-            new_name,
-            self.card(model),
-            gr.Slider(maximum=T, value=min(T, 50)),
-            gr.Slider(maximum=T, value=T // 4),
-            gr.Dropdown(choices=list(classes), value=classes[0]),
-            gr.Slider(maximum=T, value=T // 2),
-            space.strength_note(model, T // 2),
-            gr.Slider(maximum=T, value=min(T, 50)),
-            *self.run_values(self.example(new_name, model)),
-            *self.schedule(new_name),
-            self.estimate(new_name, 16, FAST_LABEL, min(T, 50)),
-        )
+        figure, report = self.schedule(new_name)
+        return {
+            "model": new_name,
+            "box": new_name,
+            "card": self.card(model),
+            "steps": gr.Slider(maximum=T, value=min(T, 50)),
+            "forward_t": gr.Slider(maximum=T, value=T // 4),
+            "class_name": gr.Dropdown(choices=list(classes), value=classes[0]),
+            "drawing_t": gr.Slider(maximum=T, value=T // 2),
+            "drawing_note": space.strength_note(model, T // 2),
+            "drawing_steps": gr.Slider(maximum=T, value=min(T, 50)),
+            **self.run_values(self.example(new_name, model)),
+            "schedule": figure,
+            "schedule_report": report,
+            "estimate": self.estimate(new_name, 16, FAST_LABEL, min(T, 50)),
+        }
 
     @staticmethod
-    def run_values(update, scrubber: bool = True) -> tuple:
-        """What a run shows (preview, status, GIF, gallery, zip; and the scrubber's frames, slider and picture)."""
-        shown = (update.preview, update.status, update.gif, update.gallery or None, update.download)
-        if not scrubber:
+    def run_values(update, scrubber: bool = True) -> dict:
+        """What a run shows (preview, status, GIF, gallery, zip; and once it is done the scrubber's frames, slider
+        and picture), by view."""
+        shown = {"preview": update.preview, "status": update.status, "gif": update.gif,
+                 "gallery": update.gallery or None, "download": update.download}  # fmt: skip
+        if not scrubber or not update.done:
             return shown
-        if not update.done:
-            return (*shown, gr.skip(), gr.skip(), gr.skip())
         last = len(update.scrub) - 1
         slider = gr.Slider(minimum=0, maximum=last, value=last, step=1, interactive=True)
-        return (*shown, update.scrub, slider, Handlers.scrub(update.scrub, last))
+        return {**shown, "frames": update.scrub, "index": slider, "picture": Handlers.scrub(update.scrub, last)}
 
     @staticmethod
     def scrub(frames, index):
@@ -194,7 +195,7 @@ class Handlers:
         try:
             image = space.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
         except ValueError as e:  # an empty canvas: said on the status line; the last run's results stay as they were
-            yield (gr.skip(), refused(e), gr.skip(), gr.skip(), gr.skip())
+            yield {"status": refused(e)}
             return
 
         def updates(run):
@@ -227,7 +228,6 @@ class Handlers:
         folder of the visitor's own; every failure is one line. A second click while a run goes on starts a new run
         and ends this one at its next update, saying so: stop and restart, never ignored."""
         scrubber = kind == "generate"  # Generate's runs end with the scrubber's frames
-        unchanged = [gr.skip()] * (6 if scrubber else 3)  # all but the preview and the status line
         key, ticket = self._newest(request, kind)
         self.tidy()
         run = None
@@ -235,12 +235,12 @@ class Handlers:
             run = self.dirs.new(guards.client_of_request(request))
             for i, update in enumerate(make_updates(run)):
                 if self._runs.get(key) != ticket:
-                    yield (gr.skip(), "Stopped: you started a new run.", *unchanged)
+                    yield {"status": "Stopped: you started a new run."}
                     return
                 update.preview = self._preview_file(run, i, update)
                 yield self.run_values(update, scrubber)
         except ValueError as e:  # refused before it ran: the page keeps the last run's results
-            yield (gr.skip(), refused(e), *unchanged)
+            yield {"status": refused(e)}
         except Exception as e:  # noqa: BLE001 - a real crash: its traceback to the log, one line to the visitor
             log.exception("generation failed")
             raise ui_error(RuntimeError(f"generation failed ({type(e).__name__}); the server log has the details")) from None
@@ -267,15 +267,15 @@ class Handlers:
         image = space.open_upload(upload) if source == UPLOADED else space.held_out_image(model, class_name, index)
         return space.model_input(model, image)
 
-    def forward(self, model_name, source, class_name, index, upload, t, seed):
+    def forward(self, model_name, source, class_name, index, upload, t, seed) -> dict:
         model = self.current(model_name)
         self.tidy()
         try:
             x0 = self._image(model, source, class_name, index, upload)
             picture, text = space.forward_view(model, x0, t, seed)
-            return picture, text, space.forward_strip(model, x0, seed=seed)
+            return {"picture": picture, "text": text, "strip": space.forward_strip(model, x0, seed=seed)}
         except ValueError as e:
-            return gr.skip(), refused(e), gr.skip()
+            return {"text": refused(e)}
 
     def schedule(self, model_name):
         model = self.current(model_name)
@@ -312,6 +312,6 @@ class Handlers:
         try:
             x0 = space.model_input(model, space.open_upload(upload)) if source == UPLOADED else space.held_out_batch(model, count)
             for chart, text in space.likelihood_view(model, x0, seed, limits=self.registry.limits):
-                yield gr.skip() if chart is None else chart, text
+                yield {"text": text} if chart is None else {"chart": chart, "text": text}
         except ValueError as e:
-            yield gr.skip(), refused(e)
+            yield {"text": refused(e)}
