@@ -20,7 +20,6 @@ import dataclasses
 import hashlib
 import math
 import os
-import re
 import shutil
 import signal
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from . import data as data_lib
+from .config import HUB_ID, TrainConfig
 from .hub import one_line, push_to_hub, save_pipeline, write_model_card
 from .models import count_parameters, load_unet, make_unet
 from .sampling import trajectory, walk
@@ -41,116 +41,6 @@ from .visualize import auto_scale, grid
 
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
-
-
-@dataclass
-class TrainConfig:
-    """Every option of `train_accelerate.py` (same names as its flags)."""
-
-    output_dir: str = "ddpm-model"
-    # data
-    dataset_name: str | None = None  # None or "digits": scikit-learn's digits, offline; "fashion_mnist"
-    dataset_config_name: str | None = None
-    dataset_split: str = "train"
-    train_data_dir: str | None = None
-    image_column: str | None = None
-    cache_dir: str | None = None
-    data_dir: str | None = None  # Fashion-MNIST's IDX files (default: Debian's /usr/share/datasets/fashion-mnist)
-    resolution: int = 16
-    channels: int | None = None  # None: from the data (colour images give 3, grayscale 1)
-    center_crop: bool = True
-    random_flip: bool = False
-    # model and diffusion
-    model_preset: str = "tiny"
-    model_config_name_or_path: str | None = None
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "linear"
-    prediction_type: str = "epsilon"
-    loss_type: str = "l2"
-    timestep_weighting: str = "uniform"
-    snr_gamma: float = 5.0
-    clip_sample: bool = True  # sampling clips the predicted x_0 to [-1, 1] (diffusers' default); saved in the scheduler
-    # optimisation
-    train_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    max_train_steps: int | None = None
-    num_epochs: int = 10
-    learning_rate: float = 1e-4
-    lr_scheduler: str = "cosine"
-    lr_warmup_steps: int = 500
-    adam_beta1: float = 0.95
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 1e-6
-    adam_epsilon: float = 1e-8
-    max_grad_norm: float = 1.0
-    use_ema: bool = True
-    ema_max_decay: float = 0.9999
-    ema_inv_gamma: float = 1.0
-    ema_power: float = 0.75
-    mixed_precision: str = "no"
-    seed: int = 0
-    # bookkeeping
-    checkpointing_steps: int = 500
-    checkpoints_total_limit: int | None = 3
-    resume_from_checkpoint: str | None = None
-    save_images_steps: int = 1000
-    save_images_epochs: int | None = None  # diffusers' spelling: every N epochs instead (overrides the steps)
-    save_model_epochs: int | None = None  # write the model folder every N epochs too (not only at the end)
-    eval_batch_size: int = 16  # images in the sample grids (0: no grids)
-    eval_sampler: str = "ddim"
-    eval_steps: int = 50
-    logging_steps: int = 10
-    report_to: str = "tensorboard"  # one tracker, several separated by commas, "all", or "none"
-    logging_dir: str | None = None  # default: <output_dir>/logs
-    dataloader_num_workers: int = 0  # accepted for diffusers' commands: decoding runs in the training process
-    # hub
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
-    hub_token: str | None = None
-    hub_private_repo: bool = False
-    push_checkpoints: bool = False
-
-    def check(self) -> None:
-        """Every flag's value, before any data or model is loaded: one ValueError naming the flag and what to give."""
-        from .models import PRESETS
-        from .sampling import SAMPLERS
-        from .scheduler import LOSS_TYPES
-        from .schedules import ALIASES, SCHEDULES
-
-        choices = {
-            "eval_sampler": SAMPLERS, "loss_type": LOSS_TYPES, "timestep_weighting": ("uniform", "min_snr"),
-            "prediction_type": ("epsilon", "sample", "v_prediction"), "beta_schedule": SCHEDULES + tuple(ALIASES),
-            "mixed_precision": ("no", "fp16", "bf16"), "lr_scheduler": LR_SCHEDULERS,
-            "model_preset": tuple(PRESETS) if not self.model_config_name_or_path else (self.model_preset,),
-        }  # fmt: skip
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
-        if self.max_train_steps is not None and self.max_train_steps < 1:
-            raise ValueError(
-                f"--max_train_steps {self.max_train_steps} would train nothing: give 1 or more, or leave it out to train "
-                f"--num_epochs ({self.num_epochs})"
-            )
-        at_least_one = ["train_batch_size", "gradient_accumulation_steps", "resolution", "num_train_timesteps",
-                        "num_epochs", "eval_steps", "logging_steps"]  # fmt: skip
-        for name in at_least_one:
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        for name in ["checkpointing_steps", "save_images_steps", "eval_batch_size", "lr_warmup_steps", "max_grad_norm"]:
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} must be 0 or more, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
-        if self.channels not in (None, 1, 3):
-            raise ValueError(f"--channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
-
-    def public_dict(self) -> dict:
-        """The arguments without secrets (for logs and the model card)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k != "hub_token"}
-
-
-HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
-LR_SCHEDULERS = ("constant", "linear", "cosine", "cosine_with_restarts", "polynomial", "constant_with_warmup")
 
 
 def compile_note(dynamo_plugin) -> str:
