@@ -42,29 +42,43 @@ log = logging.getLogger("ddpm.space")
 MAX_FILE_BYTES = 10 * 2**20
 TITLE = "DDPM, step by step"
 INTRO = """# DDPM, step by step
-A Denoising Diffusion Probabilistic Model ([Ho et al. 2020](https://arxiv.org/abs/2006.11239)) runs the **reverse
-process** p_θ(x_{t−1} | x_t) from pure noise x_T ~ N(0, I) down to an image x_0, one step at a time:
-x_{t−1} = (x_t − β_t / √(1 − ᾱ_t) · ε_θ(x_t, t)) / √α_t + σ_t z. The scheduler is written from these equations;
-the network ε_θ is a diffusers `UNet2DModel`. A gentle walk through the maths:
+A diffusion model ([Ho et al. 2020](https://arxiv.org/abs/2006.11239)) turns pure noise into an image, one small
+denoising step at a time: watch it below, then press **Generate** for your own."""
+EQUATIONS = r"""The **reverse process** $p_\theta(x_{t-1} \mid x_t)$ starts from pure noise $x_T \sim \mathcal{N}(0, I)$; each
+step removes the noise the network $\epsilon_\theta$ (a diffusers `UNet2DModel`) predicts in $x_t$:
+
+$$x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\epsilon_\theta(x_t, t)\Big) + \sigma_t z$$
+
+The scheduler is written from these equations. A gentle walk through the maths:
 [The Annotated Diffusion Model](https://huggingface.co/blog/annotated-diffusion)."""
 CSS = """
 .ddpm-frames .grid-container { grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)) !important;
                                grid-template-rows: none !important; grid-auto-rows: auto !important; }
 .ddpm-frames .fixed-height { min-height: 0 !important; max-height: none !important; }
-"""  # galleries wrap to the width they get (a phone shows 3 a row, not 6 cut off)
+@media (max-width: 640px) { .ddpm-live { order: -1; } .ddpm-model { order: 1; } }
+"""  # galleries wrap to the width they get (a phone shows 3 a row, not 6 cut off); a phone shows the live view first
+# after a click on Generate, the live view is brought into view when it is below the screen's upper part (a phone)
+SHOW_LIVE = """() => { const live = document.querySelector('.ddpm-live');
+  if (live && live.getBoundingClientRect().top > window.innerHeight * 0.6) live.scrollIntoView({block: 'start'}); }"""
 
 
 def model_row(h: Handlers):
-    """The model box, the bundled models one click away, and the model's card."""
-    with gr.Row(equal_height=True):
-        label = "Model: a Hub repo id (user/name) or a bundled model" + (" or a local folder" if h.registry.allow_local else "")
-        box = gr.Textbox(label=label, value=space.display_name(h.name), scale=4, max_length=space.MAX_NAME)
-        button = gr.Button("Load model", scale=1)
-    label = "Bundled models (offline): Fashion-MNIST 28 px; digits 8 px with T = 1000, and with a short T = 200"
-    bundled = gr.Examples(
-        [[space.display_name(p)] for p in space.BUNDLED_MODELS], inputs=[box], label=label, api_visibility="private"
-    )
-    info = gr.Markdown(h.card(h.first) + h.startup_note)
+    """The model box, the bundled models one click away, the model's card and the equations (on a phone, after the
+    tabs: the first screen is for the model at work)."""
+    with gr.Column(elem_classes=["ddpm-model"]):
+        with gr.Row(equal_height=True):
+            label = "Model: a Hub repo id (user/name) or a bundled model"
+            label += " or a local folder" if h.registry.allow_local else ""
+            box = gr.Textbox(label=label, value=space.display_name(h.name), scale=4, max_length=space.MAX_NAME, min_width=180)
+            button = gr.Button("Load model", scale=1, min_width=90)  # beside the box on a phone too
+        label = "Bundled models (offline): Fashion-MNIST 28 px; digits 8 px with T = 1000, and with a short T = 200"
+        bundled = gr.Examples(
+            [[space.display_name(p)] for p in space.BUNDLED_MODELS], inputs=[box], label=label, api_visibility="private"
+        )
+        with gr.Accordion("This model, and how long a run takes here", open=False):
+            info = gr.Markdown(h.card(h.first) + h.startup_note)
+        with gr.Accordion("The reverse process, in equations", open=False):
+            gr.Markdown(EQUATIONS)
     return box, button, bundled, info
 
 
@@ -86,16 +100,18 @@ def clip_input():
     return CheckedRadio(list(space.CLIP_LABELS), value=CLIPPED, label="Predicted x̂0 at each step", info=space.CLIP_NOTE)
 
 
-def live_view(hint: str, label: str, value=None):
-    """The status line and the live frame of a sampling run."""
-    return gr.Markdown(hint), gr.Image(value=value, label=label, format="png", type="pil", interactive=False, height=320)
+def live_view(hint: str, label: str, value=None, alt: str = "the run's current images"):
+    """The status line and the live frame of a sampling run (its label and alt text say what it shows now)."""
+    status = gr.Markdown(hint)
+    return status, gr.Image(value=value, label=label, format="png", type="pil", interactive=False, height=320, alt_text=alt)
 
 
 def trajectory_views(gif_label: str, gallery_label: str, shown=None):
     """What a finished run leaves: the GIF, the zip of frames, and the gallery of frames chosen in log-SNR."""
     gif_value, gallery_value, download_value = shown or (None, None, None)
     with gr.Row():
-        gif = gr.Image(value=gif_value, label=gif_label, type="filepath", interactive=False, height=320)
+        gif = gr.Image(value=gif_value, label=gif_label, type="filepath", interactive=False, height=320,
+                       alt_text="Animation of the run: x_t down to x_0, each frame with its t and SNR")  # fmt: skip
         download = gr.File(value=download_value, label="Download the GIF and the frames (PNG)", interactive=False)
     gallery = gr.Gallery(value=gallery_value, label=gallery_label, format="png", columns=6, height="auto",
                          object_fit="contain", elem_classes=["ddpm-frames"])  # fmt: skip
@@ -110,19 +126,20 @@ def scrubber(example):
     with gr.Row():
         index = gr.Slider(0, max(last, 1), value=last, step=1, label="Scrub through the run: frame", scale=1)
         path, caption = example.scrub[last] if example.scrub else (None, "")
-        picture = gr.Image(value=path, label=f"x_t | x̂0 · {caption}", type="filepath", interactive=False, height=300, scale=2)
+        picture = gr.Image(value=path, label=f"x_t | x̂0 · {caption}", type="filepath", interactive=False, height=300, scale=2,
+                           alt_text=f"x_t beside the model's x̂0 at {caption}")  # fmt: skip
     return frames, index, picture
 
 
 def generate_tab(h: Handlers, T: int):
     example = h.example(h.name, h.first)
     with gr.Tab("Generate"):
+        with gr.Row():  # first in the tab, on one line: in view on a laptop and a phone without scrolling
+            button = gr.Button("Generate", variant="primary", scale=2, min_width=120)
+            stop = gr.Button("Stop", variant="stop", scale=1, min_width=70)
+        estimate = gr.Markdown(h.estimate(h.name, 16, FAST_LABEL, min(T, 50)))
         with gr.Row():
             with gr.Column(scale=1):
-                with gr.Row():  # first in the column: in view on a laptop and a phone without scrolling
-                    button = gr.Button("Generate", variant="primary", scale=2)
-                    stop = gr.Button("Stop", variant="stop", scale=1)
-                estimate = gr.Markdown(h.estimate(h.name, 16, FAST_LABEL, min(T, 50)))
                 inputs = [
                     CheckedNumber(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
                     CheckedSlider(1, space.MAX_IMAGES, value=16, step=1, label="Number of images"),
@@ -135,8 +152,8 @@ def generate_tab(h: Handlers, T: int):
                         precision_input(),
                         clip_input(),
                     ]
-            with gr.Column(scale=2):
-                status, preview = live_view(example.status, "x_t, live", value=example.preview)
+            with gr.Column(scale=2, elem_classes=["ddpm-live"]):  # on arrival: the example's trajectory, playing
+                status, preview = live_view(example.status, h.LIVE_LABEL, example.gif, h.LIVE_ALT)
         gif, download, gallery = trajectory_views(
             "The whole trajectory, x_T → x_0 (GIF)",
             "Frames from t = T to t = 0",
@@ -175,7 +192,9 @@ def drawing_tab(h: Handlers, T: int):
                     stop = gr.Button("Stop", variant="stop", scale=1)
             with gr.Column(scale=2):
                 status, preview = live_view(
-                    "Left: your drawing x_0 · middle: x_t · right: the model's x_0.", "x_0 → x_t → back to x_0"
+                    "Left: your drawing x_0 · middle: x_t · right: the model's x_0.",
+                    "x_0 → x_t → back to x_0",
+                    alt="your drawing x_0, the same noised to x_t, and the model's x_0 brought back from it",
                 )
         gif, download, gallery = trajectory_views("The trajectory from x_t (GIF)", "Frames from t down to 0")
     return (
@@ -209,7 +228,7 @@ def forward_tab(h: Handlers, T: int):
                 noise_seed = CheckedNumber(label="Noise seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED)
                 button = gr.Button("Show x_t")
             with gr.Column(scale=2):
-                image = gr.Image(label="x_0 and x_t", format="png", interactive=False)
+                image = gr.Image(label="x_0 and x_t", format="png", interactive=False, alt_text="x_0 beside x_t, noised to t")
                 text = gr.Markdown()
         strip = gr.Gallery(label="x_t from t = 0 to T, same ε", format="png", columns=9, height="auto")
     return button, [source, class_name, index, upload, t_slider, noise_seed], {"picture": image, "text": text, "strip": strip}
@@ -300,6 +319,7 @@ def build(
         drawing_fn, draw_outputs = by_name(h.drawing, draw_views)
         generate, drawing_fn = space.on_gpu(generate, h.generate_seconds), space.on_gpu(drawing_fn, h.drawing_seconds)
         generating = gen_button.click(generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)
+        gen_button.click(None, js=SHOW_LIVE, **private)  # in the browser only
         drawing = draw_button.click(drawing_fn, [model_state, *draw_inputs], draw_outputs, api_name="drawing", **sampling)
         gen_stop.click(h.stopped, None, gen_views["status"], cancels=[generating], **private)
         draw_stop.click(h.stopped, None, draw_views["status"], cancels=[drawing], **private)

@@ -243,6 +243,25 @@ def test_eight_clients_at_once_all_complete_correctly(server, bundled):
     assert grown < 300, f"server grew by {grown:.0f} MiB"
 
 
+def first_screen(page) -> None:
+    """What a visitor sees on arrival with no click, at the page's size: Generate inside the screen; a picture in
+    the screen that moves (the example's trajectory playing: a change among three shots 1 s apart); every
+    picture on the page with alt text."""
+    height = page.viewport_size["height"]
+    button = page.get_by_role("button", name="Generate", exact=True).bounding_box()
+    assert button["y"] + button["height"] <= height, f"Generate at y = {button['y']:.0f}, below the first screen"
+    live = page.locator(".ddpm-live img").first
+    box = live.bounding_box()
+    assert box["y"] < height, f"the live view starts at y = {box['y']:.0f}, below the first screen"
+    shots = set()
+    for _ in range(3):
+        shots.add(live.screenshot())
+        page.wait_for_timeout(1000)
+    assert len(shots) > 1, "nothing moves in the first screen"
+    missing = page.evaluate("[...document.querySelectorAll('img')].filter(i => !i.alt).map(i => i.src.slice(-60))")
+    assert not missing, missing
+
+
 def test_browser_click_generate(server, tmp_path):
     """A visitor in Chromium: an example on arrival before any click; Generate; Stop ends an all-T-steps run and
     frees the server; a failed load changes nothing but its own line; the drawing tab; a bundled model in one click;
@@ -255,12 +274,13 @@ def test_browser_click_generate(server, tmp_path):
             executable_path="/usr/bin/chromium",
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 1500})
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
         page.goto(server["url"], wait_until="domcontentloaded")
         page.get_by_text("An example, made when this model loaded", exact=False).wait_for(timeout=60_000)
-        arrival = page.locator("img[src*='examples']").first  # the example's x_0, shown with no click
+        arrival = page.locator("img[src*='examples']").first  # the example's trajectory, playing with no click
         arrival.wait_for(timeout=30_000)
         assert arrival.evaluate("img => img.complete && img.naturalWidth > 0")
+        first_screen(page)
         page.get_by_role("button", name="Generate", exact=True).click(timeout=60_000)
         page.get_by_text("done:", exact=False).wait_for(timeout=240_000)
         assert page.get_by_text("done: 50 steps for 16 image(s)", exact=False).first.is_visible()
@@ -302,14 +322,22 @@ def test_browser_click_generate(server, tmp_path):
         page.get_by_text("steps for 1 image(s)", exact=False).wait_for(timeout=120_000)
         page.screenshot(path=str(shot.with_name("drawing.png")), full_page=True)
         page.get_by_role("tab", name="Generate").click()
-        # one click on a bundled example loads the T = 200 model, with its schedule warning
+        # one click on a bundled example loads the T = 200 model, with its schedule warning on the card
+        page.get_by_text("This model, and how long a run takes here", exact=True).click()
         page.get_by_text("pretrained/ddpm-digits-t200", exact=True).click()
         page.get_by_text("bundled digits model with a short schedule, T = 200", exact=False).wait_for(timeout=60_000)
         page.get_by_text("x_T is not close to N(0, I)", exact=False).first.wait_for(timeout=10_000)
         # a phone: every tab in view, and the gallery's last frame (x_0) inside the screen's width
-        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
         phone.goto(server["url"], wait_until="domcontentloaded")
         phone.get_by_text("An example, made when this model loaded", exact=False).wait_for(timeout=60_000)
+        first_screen(phone)
+        phone.get_by_role("button", name="Generate", exact=True).tap()
+        phone.get_by_text(" s left", exact=False).first.wait_for(timeout=60_000)  # running: its live view is in view
+        live = phone.locator(".ddpm-live img").first.bounding_box()
+        assert live["y"] < 844 and live["y"] + live["height"] > 0, live
+        phone.get_by_text("done:", exact=False).first.wait_for(timeout=120_000)
+        phone.evaluate("window.scrollTo(0, 0)")
         for tab in ("Generate", "Your drawing", "Forward process", "Schedule", "Likelihood"):
             assert phone.get_by_role("tab", name=tab).is_visible(), tab
         last = phone.get_by_text("t = 0 (x_0)", exact=True).first

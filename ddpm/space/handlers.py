@@ -85,7 +85,7 @@ class Handlers:
         steps = min(model.scheduler.num_train_timesteps, 50)
         steps = min(steps, max(1, cost.steps_that_fit(1, EXAMPLE_SECONDS)))
         n = max(1, cost.images_that_fit(steps, EXAMPLE_SECONDS))
-        settings = space.check_settings(model, 0, n, space.FAST_SAMPLER, steps, 0.0, False, precision)
+        settings = space.check_settings(model, 0, n, space.FAST_SAMPLER, steps, 0.0, True, precision)  # x̂0 beside x_t
         folder = self.dirs.example(name)
         limit = min(2 * EXAMPLE_SECONDS, self.registry.limits.max_request_s)
         *_, done = space.generate(model, settings, folder, min_interval=1e9, limit_s=limit)
@@ -107,6 +107,10 @@ class Handlers:
 
     def card(self, model) -> str:
         return space.describe(model) + "\n\n" + space.budget_note(model, self.registry.limits)
+
+    # one label for what the live box shows in every state (a label that changed would change the API's values)
+    LIVE_LABEL = "x_t live, then x_0 (on arrival: the example run playing, the model's x̂0 at right)"
+    LIVE_ALT = "The run's images: x_t as it goes, x_0 at its end; on arrival, the example run from noise, animated"
 
     def load_model(self, new_name, model_name) -> dict:
         """Load a model and refresh every view for it (by name: app.py maps each name to its component; a view not
@@ -135,7 +139,8 @@ class Handlers:
             "drawing_t": gr.Slider(maximum=T, value=T // 2),
             "drawing_note": space.strength_note(model, T // 2),
             "drawing_steps": gr.Slider(maximum=T, value=min(T, 50)),
-            **self.run_values(self.example(new_name, model)),
+            **self.run_values(example := self.example(new_name, model)),
+            "preview": example.gif,  # the example's trajectory, playing
             "schedule": figure,
             "schedule_report": report,
             "estimate": self.estimate(new_name, 16, FAST_LABEL, min(T, 50)),
@@ -147,7 +152,9 @@ class Handlers:
         and picture), by view."""
         shown = {"preview": update.preview, "status": update.status, "gif": update.gif,
                  "gallery": update.gallery or None, "download": update.download}  # fmt: skip
-        if not scrubber or not update.done:
+        if not scrubber:
+            return shown
+        if not update.done:
             return shown
         last = len(update.scrub) - 1
         slider = gr.Slider(minimum=0, maximum=last, value=last, step=1, interactive=True)
@@ -159,7 +166,7 @@ class Handlers:
         if not frames:
             return gr.skip()
         path, caption = frames[max(0, min(int(index or 0), len(frames) - 1))]
-        return gr.Image(value=path, label=f"x_t | x̂0 · {caption}")
+        return gr.Image(value=path, label=f"x_t | x̂0 · {caption}", alt_text=f"x_t beside the model's x̂0 at {caption}")
 
     def estimate(self, model_name, num_images, sampler, num_steps, precision=None):
         """About how long a run takes here, from the model's measured cost, before it is asked for."""
