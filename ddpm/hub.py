@@ -24,6 +24,8 @@ from .scheduler import DDPMScheduler, _diffusers_version
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 PICKLE_WEIGHTS = ("diffusion_pytorch_model.bin", "pytorch_model.bin", "model.ckpt", "diffusion_pytorch_model.pt")
 MODEL_FILES = ["model_index.json", "unet/config.json", f"unet/{WEIGHTS}", "scheduler/scheduler_config.json"]
+CARD_TEMPLATE = Path(__file__).with_name("model_card.md")  # the card's words, filled by write_model_card
+NOT_MEASURED = "Not measured for this model: `python -m benchmarks` measures the bundled models' sample quality and bound."
 UPLOAD_IGNORE = ["checkpoints/*", "checkpoints/**", "logs/*", "logs/**", "**/.tmp-*", "*.tmp"]
 
 
@@ -344,83 +346,26 @@ def write_model_card(
         datasets=[hub_dataset] if hub_dataset else None,
         base_model=base_model,
     )
-    args = "\n".join(f"| `{k}` | `{_shown_arg(k, v)}` |" for k, v in sorted(training_args.items()) if "token" not in k)
-    weights = "Weights are the EMA of the training weights." if ema else "Weights are the training weights (no EMA)."
-    tuned = f" Fine-tuned from [{base_model}](https://huggingface.co/{base_model})." if base_model else ""
-    loss = f"{final_loss:.4f}" if final_loss is not None else "n/a"
-    body = f"""
-# {name}
-
-A Denoising Diffusion Probabilistic Model (Ho et al. 2020) trained on **{dataset}** at {resolution}x{resolution}
-with ddpm-space's `train_accelerate.py`: a diffusers `UNet2DModel` ({num_parameters / 1e6:.2f} M parameters) and a
-DDPM scheduler written from the paper's equations (it loads in diffusers' `DDPMScheduler` too). {weights}{tuned}
-Final training loss (L_gamma, last logging window): {loss}.
-
-{f"![samples]({sample_image})" if sample_image else ""}
-
-## Data
-
-{data_description or f"`{dataset}`, as given to `train_accelerate.py` (see the arguments below)."}
-
-## Training
-
-{trained or "See the arguments below; `python train_accelerate.py` with them reproduces the run."}
-
-## Quality
-
-{quality or "Not measured for this model: `python -m benchmarks` measures the bundled models' sample quality and bound."}
-
-## Use it
-
-In the ddpm-space app:
-
-```bash
-MODEL_ID={source} python app.py
-```
-
-With diffusers alone:
-
-```python
-import torch
-from diffusers import DDIMPipeline, DDPMPipeline
-
-pipe = DDPMPipeline.from_pretrained("{source}")  # all T ancestral steps: the best images
-images = pipe(batch_size=16, generator=torch.Generator().manual_seed(0)).images
-
-# 50 DDIM steps: use_clipped_model_output=True re-derives eps from the clipped x̂0, as ddpm-space's DDIM does
-# (diffusers' default keeps the network's own eps beside the clipped x̂0: a different sampler)
-ddim = DDIMPipeline.from_pretrained("{source}")
-images = ddim(batch_size=16, num_inference_steps=50, use_clipped_model_output=True).images
-
-# 50 steps of DPM-Solver++ 2M, ddpm-space's default sampler: DDIM's network calls, a second-order step
-# (thresholding with this config's sample_max_value 1.0 clips x̂0 to [-1, 1]; "linspace" starts the walk at T)
-from diffusers import DPMSolverMultistepScheduler
-
-pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace", thresholding=True)
-images = pipe(batch_size=16, num_inference_steps=50).images
-```
-
-## Limitations
-
-An unconditional model of its training data at {resolution}x{resolution}: it cannot be steered to a class or a
-prompt, knows nothing beyond that data, and its samples show the data set's biases. Ancestral sampling takes all T
-network evaluations; respaced DDPM, DDIM and DPM-Solver++ are faster, at a cost in quality that the Quality section
-measures for this model. Not for any use where a generated image could be mistaken for a real one.
-
-## Training arguments
-
-| argument | value |
-|---|---|
-{args}
-
-## Citation
-
-```bibtex
-{CITATION}
-```
-"""
+    card = ModelCard.from_template(
+        data,
+        template_path=str(CARD_TEMPLATE),
+        name=name,
+        source=source,
+        dataset=dataset,
+        resolution=resolution,
+        parameters=f"{num_parameters / 1e6:.2f}",
+        weights="Weights are the EMA of the training weights." if ema else "Weights are the training weights (no EMA).",
+        tuned=f" Fine-tuned from [{base_model}](https://huggingface.co/{base_model})." if base_model else "",
+        loss=f"{final_loss:.4f}" if final_loss is not None else "n/a",
+        samples=f"![samples]({sample_image})" if sample_image else "",
+        data=data_description or f"`{dataset}`, as given to `train_accelerate.py` (see the arguments below).",
+        trained=trained or "See the arguments below; `python train_accelerate.py` with them reproduces the run.",
+        quality=quality or NOT_MEASURED,
+        arguments="\n".join(f"| `{k}` | `{_shown_arg(k, v)}` |" for k, v in sorted(training_args.items()) if "token" not in k),
+        citation=CITATION,
+    )
     path = Path(output_dir) / "README.md"
-    ModelCard(f"---\n{data.to_yaml()}\n---\n{body}").save(path)
+    card.save(path)
     return path
 
 
