@@ -214,7 +214,7 @@ def image_picker(h: Handlers, held_out_label: str):
     # the classes change with the model: space.held_out_image checks the name against the loaded model's classes
     class_name = gr.Dropdown(classes, value=classes[0], label=f"Class of the {held_out_label}", allow_custom_value=True)
     index = CheckedSlider(0, 9, value=0, step=1, label="Example of that class")
-    upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
+    upload = gr.File(label="Upload an image", file_types=["image"], type="filepath", visible=False)  # when chosen
     return source, class_name, index, upload
 
 
@@ -228,9 +228,13 @@ def forward_tab(h: Handlers, T: int):
                 noise_seed = CheckedNumber(label="Noise seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED)
                 button = gr.Button("Show x_t")
             with gr.Column(scale=2):
-                image = gr.Image(label="x_0 and x_t", format="png", interactive=False, alt_text="x_0 beside x_t, noised to t")
-                text = gr.Markdown()
-        strip = gr.Gallery(label="x_t from t = 0 to T, same ε", format="png", columns=9, height="auto")
+                # it opens on the first held-out image at t = T/4
+                shown = h.forward(h.name, HELD_OUT, space.held_out_set(h.first).classes[0], 0, None, T // 4, 0)
+                image = gr.Image(shown.get("picture"), label="x_0 and x_t", format="png", interactive=False,
+                                 alt_text="x_0 beside x_t, noised to t")  # fmt: skip
+                text = gr.Markdown(shown.get("text", ""))
+        strip = gr.Gallery(shown.get("strip"), label="x_t from t = 0 to T, same ε, evenly in log-SNR", format="png",
+                           columns=9, height="auto", elem_classes=["ddpm-frames"])  # fmt: skip
     return button, [source, class_name, index, upload, t_slider, noise_seed], {"picture": image, "text": text, "strip": strip}
 
 
@@ -329,7 +333,11 @@ def build(
         draw_t.input(h.strength, [model_state, draw_t], draw_note, **private)
         forward, fwd_outputs = by_name(h.forward, fwd_views)
         fwd_button.click(forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
-        t_slider.release(forward, [model_state, *fwd_inputs], fwd_outputs, **private)
+        # x_t follows t as the visitor drags or types it (the latest value wins), and a seed typed with Enter
+        t_slider.input(forward, [model_state, *fwd_inputs], fwd_outputs, trigger_mode="always_last", **private)
+        noise_seed.submit(forward, [model_state, *fwd_inputs], fwd_outputs, **private)
+        fwd_source = fwd_inputs[0]
+        fwd_source.change(h.upload_shown, fwd_source, fwd_inputs[3], **private)
         likelihood, lk_outputs = by_name(h.likelihood, lk_views)
         likelihood = space.on_gpu(likelihood, h.likelihood_seconds)
         lk_button.click(likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1)

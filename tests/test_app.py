@@ -321,6 +321,17 @@ def test_browser_click_generate(server, tmp_path):
         page.get_by_role("button", name="Noise it to t, then denoise").click()
         page.get_by_text("steps for 1 image(s)", exact=False).wait_for(timeout=120_000)
         page.screenshot(path=str(shot.with_name("drawing.png")), full_page=True)
+        # the forward tab opens on a picture; a t typed with Enter redraws it; the upload box only when chosen
+        page.get_by_role("tab", name="Forward process").click()
+        page.locator("img[alt='x_0 beside x_t, noised to t']").first.wait_for(timeout=30_000)
+        assert page.get_by_text("t = 250 of T = 1000", exact=False).first.is_visible()
+        assert not page.get_by_text("Upload an image", exact=True).first.is_visible()
+        t_box = page.get_by_label("number input for t", exact=True)
+        t_box.fill("600")
+        t_box.press("Enter")
+        page.get_by_text("t = 600 of T = 1000", exact=False).first.wait_for(timeout=10_000)
+        page.get_by_text("uploaded image", exact=True).first.click()
+        page.get_by_text("Upload an image", exact=True).first.wait_for(timeout=10_000)
         page.get_by_role("tab", name="Generate").click()
         # one click on a bundled example loads the T = 200 model, with its schedule warning on the card
         page.get_by_text("This model, and how long a run takes here", exact=True).click()

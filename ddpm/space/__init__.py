@@ -14,6 +14,7 @@ Two modules speak Gradio and are imported by `app.py` only (not here): `guards` 
 line before Gradio decodes them, the request guard in front of its routes) and `handlers` (what the events call).
 """
 
+from .frames import SNR_IN_WORDS, frame_caption, log_snr, log_snr_frames
 from .inputs import (
     MAX_UPLOAD_PIXELS,
     drawing_image,
@@ -59,18 +60,7 @@ from .settings import (
     shown,
     turn_size,
 )
-from .stream import (
-    GALLERY_FRAMES,
-    GIF_FRAMES,
-    SNR_IN_WORDS,
-    Update,
-    frame_caption,
-    from_drawing,
-    generate,
-    log_snr,
-    log_snr_frames,
-    picture_scale,
-)
+from .stream import GALLERY_FRAMES, GIF_FRAMES, Update, from_drawing, generate, picture_scale
 from .views import forward_strip, forward_view, likelihood_view, schedule_figure, schedule_report, strength_note
 
 __all__ = [

@@ -109,7 +109,7 @@ class Handlers:
         return space.describe(model) + "\n\n" + space.budget_note(model, self.registry.limits)
 
     # one label for what the live box shows in every state (a label that changed would change the API's values)
-    LIVE_LABEL = "x_t live, then x_0 (on arrival: the example run playing, the model's x̂0 at right)"
+    LIVE_LABEL = "x_t live, then x_0 (x̂0 at right when shown)"
     LIVE_ALT = "The run's images: x_t as it goes, x_0 at its end; on arrival, the example run from noise, animated"
 
     def load_model(self, new_name, model_name) -> dict:
@@ -283,6 +283,11 @@ class Handlers:
             return {"picture": picture, "text": text, "strip": space.forward_strip(model, x0, seed=seed)}
         except ValueError as e:
             return {"text": refused(e)}
+
+    @staticmethod
+    def upload_shown(source):
+        """The upload box, shown only when the visitor picks an uploaded image."""
+        return gr.File(visible=source == UPLOADED)
 
     def schedule(self, model_name):
         model = self.current(model_name)

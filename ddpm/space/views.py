@@ -13,7 +13,8 @@ from PIL import Image
 
 from ..hub import LoadedModel
 from ..likelihood import BoundTerms, bound_terms
-from ..visualize import auto_scale, frame_indices, grid, side_by_side
+from ..visualize import auto_scale, grid, side_by_side
+from .frames import frame_caption, log_snr_frames
 from .limits import Limits, check_request
 from .runtime import RunClock, Serialized
 from .settings import cost_of, turn_size
@@ -64,11 +65,15 @@ def forward_view(model: LoadedModel, x0: torch.Tensor, t: int, seed: int = 0) ->
 
 
 def forward_strip(model: LoadedModel, x0: torch.Tensor, count: int = 9, seed: int = 0) -> list[tuple[Image.Image, str]]:
-    """x_t at `count` times from t = 0 to T, all with the same eps (the closed form, not a chain)."""
+    """x_t at `count` times from t = 0 to T, all with the same eps (the closed form, not a chain), chosen as the
+    gallery's are: evenly in log-SNR where the picture goes, then x_T (evenly in t, every frame from t ~ 375 of a
+    linear T = 1000 was the same grey noise). Captioned with t and SNR."""
     T = model.scheduler.num_train_timesteps
     scale = auto_scale(x0.shape[-1], 96)
+    times = list(range(T, -1, -1))
+    shown = sorted(times[i] for i in log_snr_frames(model.scheduler, times, count))
     return [
-        (grid(_x_t(model, x0, t, seed)[0].clamp(-1, 1), scale=scale, padding=0), f"t = {t}") for t in frame_indices(T + 1, count)
+        (grid(_x_t(model, x0, t, seed)[0].clamp(-1, 1), scale=scale, padding=0), frame_caption(model.scheduler, t)) for t in shown
     ]
 
 
