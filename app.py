@@ -57,6 +57,7 @@ CSS = """
 .ddpm-frames .fixed-height { min-height: 0 !important; max-height: none !important; }
 @media (max-width: 640px) { .ddpm-live { order: -1; } .ddpm-model { order: 1; } }
 """  # galleries wrap to the width they get (a phone shows 3 a row, not 6 cut off); a phone shows the live view first
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]  # math as math
 # after a click on Generate, the live view is brought into view when it is below the screen's upper part (a phone)
 SHOW_LIVE = """() => { const live = document.querySelector('.ddpm-live');
   if (live && live.getBoundingClientRect().top > window.innerHeight * 0.6) live.scrollIntoView({block: 'start'}); }"""
@@ -78,7 +79,7 @@ def model_row(h: Handlers):
         with gr.Accordion("This model, and how long a run takes here", open=False):
             info = gr.Markdown(h.card(h.first) + h.startup_note)
         with gr.Accordion("The reverse process, in equations", open=False):
-            gr.Markdown(EQUATIONS)
+            gr.Markdown(EQUATIONS, latex_delimiters=LATEX)
     return box, button, bundled, info
 
 
@@ -238,6 +239,33 @@ def forward_tab(h: Handlers, T: int):
     return button, [source, class_name, index, upload, t_slider, noise_seed], {"picture": image, "text": text, "strip": strip}
 
 
+def objective_tab(h: Handlers, T: int):
+    """Algorithm 1 on one picture: what the network is trained on at one t, and its error over all t."""
+    with gr.Tab("Training objective"):
+        gr.Markdown(
+            r"Training (Algorithm 1) noises $x_0$ to $x_t$ with a known $\epsilon$ and asks the network for it back: "
+            r"$L_{simple} = \mathbb{E}_{t, x_0, \epsilon}\,\|\epsilon - \epsilon_\theta(\sqrt{\bar\alpha_t}\,x_0 + "
+            r"\sqrt{1-\bar\alpha_t}\,\epsilon,\ t)\|^2$ with $t$ uniform. Below, one such example, and the error over $t$.",
+            latex_delimiters=LATEX,
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                source, class_name, index, upload = image_picker(h, "held-out test image")
+                t = CheckedSlider(1, T, value=max(1, T * 3 // 10), step=1, label="t of the training example")
+                seed = CheckedNumber(
+                    label="Noise seed of the training example", value=0, precision=0, minimum=0, maximum=space.MAX_SEED
+                )
+                button = gr.Button("Show the training example and the error over t")
+            with gr.Column(scale=2):
+                alt = "a training example: x_0, the noise, x_t, the network's noise, their difference, and x̂0"
+                picture = gr.Image(label="x_0 · ε · x_t · ε_θ(x_t, t) · ε − ε_θ · x̂0", format="png", interactive=False,
+                                   alt_text=alt)  # fmt: skip
+                text = gr.Markdown()
+        chart, reading = gr.Plot(show_label=False), gr.Markdown()
+    views = {"picture": picture, "text": text, "chart": chart, "reading": reading}
+    return button, [source, class_name, index, upload, t, seed], views
+
+
 def schedule_tab(h: Handlers):
     """Drawn at once for the loaded model (it never changes for a model), redrawn when another loads."""
     with gr.Tab("Schedule"):
@@ -297,6 +325,7 @@ def build(
             gen_button, gen_stop, gen_inputs, gen_views, estimate = generate_tab(h, T)
             draw_button, draw_stop, draw_t, draw_note, draw_inputs, draw_views = drawing_tab(h, T)
             fwd_button, fwd_inputs, fwd_views = forward_tab(h, T)
+            obj_button, obj_inputs, obj_views = objective_tab(h, T)
             sched_views = schedule_tab(h)
             lk_button, lk_inputs, lk_views = likelihood_tab()
         _, class_name, _, _, t_slider, noise_seed = fwd_inputs
@@ -336,6 +365,13 @@ def build(
         # x_t follows t as the visitor drags or types it (the latest value wins), and a seed typed with Enter
         t_slider.input(forward, [model_state, *fwd_inputs], fwd_outputs, trigger_mode="always_last", **private)
         noise_seed.submit(forward, [model_state, *fwd_inputs], fwd_outputs, **private)
+        objective, obj_outputs = by_name(h.objective, obj_views)
+        obj_button.click(objective, [model_state, *obj_inputs], obj_outputs, api_name="objective")
+        objective_at, _ = by_name(h.objective_at, obj_views)
+        obj_t, obj_seed = obj_inputs[4:]
+        obj_t.input(objective_at, [model_state, *obj_inputs], obj_outputs, trigger_mode="always_last", **private)
+        obj_seed.submit(objective_at, [model_state, *obj_inputs], obj_outputs, **private)
+        obj_inputs[0].change(h.upload_shown, obj_inputs[0], obj_inputs[3], **private)
         fwd_source = fwd_inputs[0]
         fwd_source.change(h.upload_shown, fwd_source, fwd_inputs[3], **private)
         likelihood, lk_outputs = by_name(h.likelihood, lk_views)

@@ -233,6 +233,19 @@ class DDPMScheduler(SchedulerMixin):
             return 1.0 / self.alphas_cumprod
         return 1.0 / self.snr()
 
+    def elbo_eps_weights(self) -> torch.Tensor:
+        """The w_t that makes the bound's term L_{t-1} a weighted noise-prediction error (Ho et al. eq. 12), per
+        dimension: with p_theta's variance sigma_t^2 = beta-tilde_t,
+
+        L_{t-1} = KL(q(x_{t-1}|x_t, x_0) || p_theta(x_{t-1}|x_t)) = w_t ||eps - eps_theta||^2 / D,
+        w_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - abar_t)),
+
+        since mu-tilde - mu_theta = beta_t / (sqrt(alpha_t) sqrt(1 - abar_t)) (eps_theta - eps). L_simple sets w_t = 1;
+        these weights are huge at small t, where beta-tilde_t is tiny (at t = 1, beta-tilde_2 stands in for the 0 of
+        beta-tilde_1, as the clipped log-variance does)."""
+        sigma2 = torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]])
+        return self.betas**2 / (2 * sigma2 * self.alphas * (1 - self.alphas_cumprod))
+
     def timestep_weights(self, weighting: str = "uniform", snr_gamma: float = 5.0) -> torch.Tensor:
         """The weights of the training loss on the network's own target, one per timestep.
 

@@ -332,6 +332,18 @@ def test_browser_click_generate(server, tmp_path):
         page.get_by_text("t = 600 of T = 1000", exact=False).first.wait_for(timeout=10_000)
         page.get_by_text("uploaded image", exact=True).first.click()
         page.get_by_text("Upload an image", exact=True).first.wait_for(timeout=10_000)
+        # Algorithm 1 on one picture: the example and the error over t, then a new t answers at once
+        page.get_by_role("tab", name="Training objective").click()
+        page.get_by_role("button", name="Show the training example and the error over t").click()
+        page.get_by_text("of the steps (t ≤", exact=False).first.wait_for(timeout=60_000)  # the curve's reading
+        assert page.get_by_text("**t = 300**", exact=False).count() == 0  # markdown rendered, not shown raw
+        assert page.locator(".katex").count() > 0 and page.get_by_text("$x_0$", exact=False).count() == 0  # LaTeX drawn
+        page.get_by_text("t = 300: ‖ε − ε_θ‖² per pixel", exact=False).first.wait_for(timeout=10_000)
+        t_box = page.get_by_label("number input for t of the training example", exact=True)
+        t_box.fill("900")
+        t_box.press("Enter")
+        page.get_by_text("t = 900: ‖ε − ε_θ‖² per pixel", exact=False).first.wait_for(timeout=10_000)
+        page.screenshot(path=str(shot.with_name("objective.png")), full_page=True)
         page.get_by_role("tab", name="Generate").click()
         # one click on a bundled example loads the T = 200 model, with its schedule warning on the card
         page.get_by_text("This model, and how long a run takes here", exact=True).click()
@@ -450,7 +462,7 @@ def test_only_the_uis_endpoints_are_exposed_and_malformed_calls_get_one_line(ser
 
     client = visitor(server, 60)
     api = client.view_api(print_info=False, return_format="dict")
-    assert sorted(api["named_endpoints"]) == ["/drawing", "/forward", "/generate", "/likelihood", "/load_model"]
+    assert sorted(api["named_endpoints"]) == ["/drawing", "/forward", "/generate", "/likelihood", "/load_model", "/objective"]
     assert not api["unnamed_endpoints"]
     with pytest.raises(Exception, match="Number of images needs a value"):
         client.predict(0, None, DDIM, 3, 0.0, False, FP32, api_name="/generate")

@@ -103,3 +103,19 @@ def test_a_stopped_bound_returns_the_terms_it_computed():
     assert whole.complete and not part.complete and part.timesteps.tolist() == list(range(14, 20))
     assert torch.equal(part.terms[:, 14:], whole.terms[:, 14:]) and not part.terms[:, :14].any()
     assert torch.equal(part.prior, whole.prior)
+
+
+def test_the_bounds_weight_on_the_noise_error_is_each_terms_kl():
+    """L_{t-1} with sigma_t^2 = beta-tilde_t is w_t ||eps - eps_theta||^2 per dimension (Ho et al. eq. 12), with
+    w_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - abar_t)): checked against vb_term's KL for t >= 2."""
+    s = DDPMScheduler(num_train_timesteps=50)
+    g = torch.Generator().manual_seed(0)
+    x0, eps, eps_theta = (torch.randn(4, 1, 6, 6, generator=g) for _ in range(3))
+    w = s.elbo_eps_weights()
+    for t in (1, 10, 49):
+        index = torch.full((4,), t)
+        x_t = s.q_sample(x0, index, eps)
+        kl = vb_term(s, eps_theta, x0, x_t, t)
+        expected = w[t] * (eps - eps_theta).pow(2).flatten(1).mean(1)
+        assert torch.allclose(kl, expected.to(kl), rtol=1e-6), t
+    assert w[1] > 10 * w[40]  # the bound weighs small t far more than L_simple's uniform w_t = 1

@@ -190,6 +190,54 @@ def test_forward_view_shows_the_closed_form(model):
         space.forward_view(model, x0, 31)
 
 
+def test_algorithm_1_on_one_picture_shows_the_networks_own_eps_and_the_schedulers_x0(model):
+    """The objective view's eps_theta is the network's output for that x_t, x̂0 is the scheduler's predict_x0 of
+    it, and the loss curve over all t with one eps per image averages to the training loss on the same images and
+    noises (scheduler.loss at each t)."""
+    from ddpm.space.objective import loss_curve, objective_parts
+
+    x0 = space.held_out_batch(model, 3)
+    parts = objective_parts(model, x0, 12, seed=4)
+    index = torch.full((3,), 11)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(4))
+    x_t = model.scheduler.q_sample(x0, index, eps)
+    with torch.no_grad():
+        eps_theta = model.unet(x_t, index).sample
+    assert torch.equal(parts["eps"], eps) and torch.allclose(parts["x_t"], x_t)
+    assert torch.allclose(parts["eps_theta"], eps_theta, atol=1e-6)
+    assert torch.allclose(parts["x0_hat"], model.scheduler.predict_x0(eps_theta, x_t, index), atol=1e-5)
+    ts, eps_err, _ = loss_curve(model, x0, seed=4, count=1000)  # every t of T = 30
+    assert list(ts) == list(range(1, 31))
+    with torch.no_grad():
+        losses = [float(model.scheduler.loss(model.unet, x0, t=torch.full((3,), t - 1), noise=eps)) for t in ts]
+    assert np.allclose(eps_err, losses, rtol=1e-5) and abs(eps_err.mean() - np.mean(losses)) < 1e-6
+    picture, text = space.objective_view(model, x0, 12, seed=4)
+    assert picture.width > 5 * picture.height > 0 and f"= **{float((eps - eps_theta)[:1].pow(2).mean()):.4f}**" in text
+    with pytest.raises(ValueError, match="t must be between 1 and 30"):
+        space.objective_view(model, x0, 0)
+
+
+def test_the_objective_reads_a_v_prediction_model_as_eps(model_dir, tmp_path):
+    """A v-prediction model's output is read as eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t (eps_loss_weights'
+    conversion), so its error is on the same scale as an eps model's."""
+    s = DDPMScheduler(num_train_timesteps=30, prediction_type="v_prediction")
+    save_pipeline(tmp_path / "v", tiny_unet(), s)
+    m = load_pipeline(str(tmp_path / "v"))
+    x0 = torch.rand(2, 1, 8, 8) * 2 - 1
+    parts = objective_parts_of(m, x0)
+    index = torch.full((2,), 19)
+    with torch.no_grad():
+        v = m.unet(parts["x_t"], index).sample
+    abar = float(s.alphas_cumprod[19])
+    assert torch.allclose(parts["eps_theta"], abar**0.5 * v + (1 - abar) ** 0.5 * parts["x_t"], atol=1e-5)
+
+
+def objective_parts_of(model, x0):
+    from ddpm.space.objective import objective_parts
+
+    return objective_parts(model, x0, 20, seed=1)
+
+
 def test_uploads_and_held_out_images(model, tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="notes.txt is not an image this app can read"):

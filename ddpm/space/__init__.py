@@ -26,6 +26,7 @@ from .inputs import (
     model_input,
     open_upload,
 )
+from .objective import loss_over_t, objective_parts, objective_view
 from .registry import (
     ARTICLE_T200_MODEL,
     BUNDLED_MODEL,
@@ -99,6 +100,9 @@ __all__ = [
     "display_name",
     "drawing_image",
     "forward_strip",
+    "loss_over_t",
+    "objective_parts",
+    "objective_view",
     "forward_view",
     "frame_caption",
     "from_drawing",

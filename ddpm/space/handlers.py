@@ -284,6 +284,28 @@ class Handlers:
         except ValueError as e:
             return {"text": refused(e)}
 
+    OBJECTIVE_SECONDS = 10.0  # the loss curve: as many held-out images (up to 8) as its network calls take in this
+
+    def objective(self, model_name, source, class_name, index, upload, t, seed, curve: bool = True) -> dict:
+        """Algorithm 1 on one picture at t (x_0, eps, x_t, eps_theta, the error, x̂0 and the numbers), and the
+        network's error over t on held-out images (about OBJECTIVE_SECONDS of network calls)."""
+        model = self.current(model_name)
+        self.tidy()
+        try:
+            picture, text = space.objective_view(model, self._image(model, source, class_name, index, upload), t, seed)
+            if not curve:
+                return {"picture": picture, "text": text}
+            cost = space.cost_of(model, "fp32")
+            images = min(8, max(1, cost.images_that_fit(space.objective.CURVE_TIMESTEPS, self.OBJECTIVE_SECONDS)))
+            chart, reading = space.loss_over_t(model, space.held_out_batch(model, images), seed)
+            return {"picture": picture, "text": text, "chart": chart, "reading": reading}
+        except ValueError as e:
+            return {"text": refused(e)}
+
+    def objective_at(self, model_name, source, class_name, index, upload, t, seed) -> dict:
+        """The one picture again at a new t or seed, without the curve: it answers at once."""
+        return self.objective(model_name, source, class_name, index, upload, t, seed, curve=False)
+
     @staticmethod
     def upload_shown(source):
         """The upload box, shown only when the visitor picks an uploaded image."""
