@@ -35,7 +35,7 @@ from starlette.middleware import Middleware
 from ddpm import space
 from ddpm.space import guards
 from ddpm.space.guards import CheckedNumber, CheckedRadio, CheckedSlider
-from ddpm.space.handlers import CLIPPED, FAST_LABEL, HELD_OUT, UPLOADED, Handlers
+from ddpm.space.handlers import CLIPPED, DRAWN, FAST_LABEL, HELD_OUT, UPLOADED, Handlers
 from ddpm.space.limits import Limits
 
 log = logging.getLogger("ddpm.space")
@@ -208,10 +208,10 @@ def drawing_tab(h: Handlers, T: int):
     )
 
 
-def image_picker(h: Handlers, held_out_label: str):
-    """Held-out test images of the model's data by class, or an upload."""
+def image_picker(h: Handlers, held_out_label: str, drawn: bool = False):
+    """Held-out test images of the model's data by class, or an upload (or the drawing tab's canvas, `drawn`)."""
     classes = list(space.held_out_set(h.first).classes)
-    source = CheckedRadio([HELD_OUT, UPLOADED], value=HELD_OUT, label="Image")
+    source = CheckedRadio([HELD_OUT, UPLOADED, *([DRAWN] if drawn else [])], value=HELD_OUT, label="Image")
     # the classes change with the model: space.held_out_image checks the name against the loaded model's classes
     class_name = gr.Dropdown(classes, value=classes[0], label=f"Class of the {held_out_label}", allow_custom_value=True)
     index = CheckedSlider(0, 9, value=0, step=1, label="Example of that class")
@@ -239,7 +239,7 @@ def forward_tab(h: Handlers, T: int):
     return button, [source, class_name, index, upload, t_slider, noise_seed], {"picture": image, "text": text, "strip": strip}
 
 
-def objective_tab(h: Handlers, T: int):
+def objective_tab(h: Handlers, T: int, sketch):
     """Algorithm 1 on one picture: what the network is trained on at one t, and its error over all t."""
     with gr.Tab("Training objective"):
         gr.Markdown(
@@ -250,7 +250,7 @@ def objective_tab(h: Handlers, T: int):
         )
         with gr.Row():
             with gr.Column(scale=1):
-                source, class_name, index, upload = image_picker(h, "held-out test image")
+                source, class_name, index, upload = image_picker(h, "held-out test image", drawn=True)
                 t = CheckedSlider(1, T, value=max(1, T * 3 // 10), step=1, label="t of the training example")
                 seed = CheckedNumber(
                     label="Noise seed of the training example", value=0, precision=0, minimum=0, maximum=space.MAX_SEED
@@ -263,7 +263,7 @@ def objective_tab(h: Handlers, T: int):
                 text = gr.Markdown()
         chart, reading = gr.Plot(show_label=False), gr.Markdown()
     views = {"picture": picture, "text": text, "chart": chart, "reading": reading}
-    return button, [source, class_name, index, upload, t, seed], views
+    return button, [source, class_name, index, upload, t, seed, sketch], views  # sketch: the drawing tab's canvas
 
 
 def schedule_tab(h: Handlers):
@@ -325,7 +325,7 @@ def build(
             gen_button, gen_stop, gen_inputs, gen_views, estimate = generate_tab(h, T)
             draw_button, draw_stop, draw_t, draw_note, draw_inputs, draw_views = drawing_tab(h, T)
             fwd_button, fwd_inputs, fwd_views = forward_tab(h, T)
-            obj_button, obj_inputs, obj_views = objective_tab(h, T)
+            obj_button, obj_inputs, obj_views = objective_tab(h, T, draw_inputs[0])
             sched_views = schedule_tab(h)
             lk_button, lk_inputs, lk_views = likelihood_tab()
         _, class_name, _, _, t_slider, noise_seed = fwd_inputs
@@ -368,7 +368,7 @@ def build(
         objective, obj_outputs = by_name(h.objective, obj_views)
         obj_button.click(objective, [model_state, *obj_inputs], obj_outputs, api_name="objective")
         objective_at, _ = by_name(h.objective_at, obj_views)
-        obj_t, obj_seed = obj_inputs[4:]
+        obj_t, obj_seed = obj_inputs[4:6]
         obj_t.input(objective_at, [model_state, *obj_inputs], obj_outputs, trigger_mode="always_last", **private)
         obj_seed.submit(objective_at, [model_state, *obj_inputs], obj_outputs, **private)
         obj_inputs[0].change(h.upload_shown, obj_inputs[0], obj_inputs[3], **private)

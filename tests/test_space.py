@@ -232,6 +232,22 @@ def test_the_objective_reads_a_v_prediction_model_as_eps(model_dir, tmp_path):
     assert torch.allclose(parts["eps_theta"], abar**0.5 * v + (1 - abar) ** 0.5 * parts["x_t"], atol=1e-5)
 
 
+def test_the_objective_takes_the_visitors_drawing_as_x0(tmp_path):
+    """The Training objective tab's x_0 can be the drawing tab's canvas: a stroke gives the six pictures and the
+    curve; an empty canvas one line, the views unchanged."""
+    from PIL import ImageDraw
+
+    from ddpm.space.handlers import DRAWN, Handlers
+
+    handlers = Handlers(None, str(tmp_path / "runs"))
+    canvas = Image.new("RGB", (280, 280))
+    ImageDraw.Draw(canvas).line([(140, 40), (140, 240)], fill="white", width=20)
+    shown = handlers.objective(handlers.name, DRAWN, None, 0, None, 300, 0, {"composite": canvas}, curve=False)
+    assert shown["picture"].width > 5 * shown["picture"].height and "t = 300" in shown["text"]
+    empty = handlers.objective(handlers.name, DRAWN, None, 0, None, 300, 0, {"composite": Image.new("RGB", (280, 280))})
+    assert list(empty) == ["text"] and "draw something first" in empty["text"]
+
+
 def objective_parts_of(model, x0):
     from ddpm.space.objective import objective_parts
 

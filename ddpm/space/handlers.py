@@ -25,7 +25,7 @@ log = logging.getLogger("ddpm.space")
 LIVE_FILES_KEPT = 2  # live previews on disk per run: the one shown and the one before it
 EXAMPLE_SECONDS = 10.0  # the arrival example of a model: 50 fast steps, as many images (up to 16) as fit in this here
 FAST_LABEL = next(label for label, name in space.SAMPLER_LABELS.items() if name == space.FAST_SAMPLER)
-HELD_OUT, UPLOADED = "held-out test image", "uploaded image"
+HELD_OUT, UPLOADED, DRAWN = "held-out test image", "uploaded image", "your drawing (the drawing tab's canvas)"
 CLIPPED = next(label for label, clip in space.CLIP_LABELS.items() if clip)
 _refuse = guards.refuse
 
@@ -286,13 +286,19 @@ class Handlers:
 
     OBJECTIVE_SECONDS = 10.0  # the loss curve: as many held-out images (up to 8) as its network calls take in this
 
-    def objective(self, model_name, source, class_name, index, upload, t, seed, curve: bool = True) -> dict:
+    def objective(self, model_name, source, class_name, index, upload, t, seed, sketch=None, curve: bool = True) -> dict:
         """Algorithm 1 on one picture at t (x_0, eps, x_t, eps_theta, the error, x̂0 and the numbers), and the
-        network's error over t on held-out images (about OBJECTIVE_SECONDS of network calls)."""
+        network's error over t on held-out images (about OBJECTIVE_SECONDS of network calls). x_0 is a held-out
+        image, an upload or the drawing tab's canvas (`sketch`)."""
         model = self.current(model_name)
         self.tidy()
         try:
-            picture, text = space.objective_view(model, self._image(model, source, class_name, index, upload), t, seed)
+            if source == DRAWN:
+                composite = sketch.get("composite") if isinstance(sketch, dict) else None
+                x0 = space.model_input(model, space.drawing_image(composite))
+            else:
+                x0 = self._image(model, source, class_name, index, upload)
+            picture, text = space.objective_view(model, x0, t, seed)
             if not curve:
                 return {"picture": picture, "text": text}
             cost = space.cost_of(model, "fp32")
@@ -302,9 +308,9 @@ class Handlers:
         except ValueError as e:
             return {"text": refused(e)}
 
-    def objective_at(self, model_name, source, class_name, index, upload, t, seed) -> dict:
+    def objective_at(self, model_name, source, class_name, index, upload, t, seed, sketch=None) -> dict:
         """The one picture again at a new t or seed, without the curve: it answers at once."""
-        return self.objective(model_name, source, class_name, index, upload, t, seed, curve=False)
+        return self.objective(model_name, source, class_name, index, upload, t, seed, sketch, curve=False)
 
     @staticmethod
     def upload_shown(source):
