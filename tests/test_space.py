@@ -244,7 +244,8 @@ def test_the_objective_takes_the_visitors_drawing_as_x0(tmp_path):
     ImageDraw.Draw(canvas).line([(140, 40), (140, 240)], fill="white", width=20)
     shown = handlers.objective(handlers.name, DRAWN, None, 0, None, 300, 0, {"composite": canvas}, curve=False)
     assert shown["picture"].width > 5 * shown["picture"].height and "t = 300" in shown["text"]
-    empty = handlers.objective(handlers.name, DRAWN, None, 0, None, 300, 0, {"composite": Image.new("RGB", (280, 280))})
+    with pytest.warns(UserWarning, match="the canvas is empty"):  # the refusal's toast (gr.Warning, off a server)
+        empty = handlers.objective(handlers.name, DRAWN, None, 0, None, 300, 0, {"composite": Image.new("RGB", (280, 280))})
     assert list(empty) == ["text"] and "draw something first" in empty["text"]
 
 
