@@ -59,8 +59,8 @@ CSS = """
 """  # galleries wrap to the width they get (a phone shows 3 a row, not 6 cut off); a phone shows the live view first
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]  # math as math
 # after a click on Generate, the live view is brought into view when it is below the screen's upper part (a phone)
-SHOW_LIVE = """() => { const live = document.querySelector('.ddpm-live');
-  if (live && live.getBoundingClientRect().top > window.innerHeight * 0.6) live.scrollIntoView({block: 'start'}); }"""
+SHOW = """() => {{ const live = document.querySelector('{}');
+  if (live && live.getBoundingClientRect().top > window.innerHeight * 0.6) live.scrollIntoView({{block: 'start'}}); }}"""
 
 
 def model_row(h: Handlers):
@@ -178,20 +178,21 @@ def drawing_tab(h: Handlers, T: int):
             with gr.Column(scale=1):
                 sketch = guards.Sketchpad(value=blank, canvas_size=(280, 280), brush=brush, type="pil", image_mode="RGBA",
                                       sources=["upload"], label="Your drawing (or an uploaded image)")  # fmt: skip
+                with gr.Row():  # right under the canvas: the result beside it stays in view after the click
+                    button = gr.Button("Noise it to t, then denoise", variant="primary", scale=2, min_width=160)
+                    stop = gr.Button("Stop", variant="stop", scale=1, min_width=70)
                 t = CheckedSlider(0, T, value=T // 2, step=1, label="Start the reverse process at t (the strength)")
                 note = gr.Markdown(space.strength_note(h.first, T // 2))
-                inputs = [
-                    sketch,
-                    t,
-                    *sampler_inputs(T),
-                    CheckedNumber(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
-                    precision_input(),
-                    clip_input(),
-                ]
-                with gr.Row():
-                    button = gr.Button("Noise it to t, then denoise", variant="primary", scale=2)
-                    stop = gr.Button("Stop", variant="stop", scale=1)
-            with gr.Column(scale=2):
+                with gr.Accordion("More: sampler, seed, precision, clipping", open=False):
+                    inputs = [
+                        sketch,
+                        t,
+                        *sampler_inputs(T),
+                        CheckedNumber(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED),
+                        precision_input(),
+                        clip_input(),
+                    ]
+            with gr.Column(scale=2, elem_classes=["ddpm-drawing-live"]):
                 status, preview = live_view(
                     "Left: your drawing x_0 · middle: x_t · right: the model's x_0.",
                     "x_0 → x_t → back to x_0",
@@ -352,7 +353,8 @@ def build(
         drawing_fn, draw_outputs = by_name(h.drawing, draw_views)
         generate, drawing_fn = space.on_gpu(generate, h.generate_seconds), space.on_gpu(drawing_fn, h.drawing_seconds)
         generating = gen_button.click(generate, [model_state, *gen_inputs], gen_outputs, api_name="generate", **sampling)
-        gen_button.click(None, js=SHOW_LIVE, **private)  # in the browser only
+        gen_button.click(None, js=SHOW.format(".ddpm-live"), **private)  # in the browser only
+        draw_button.click(None, js=SHOW.format(".ddpm-drawing-live"), **private)
         drawing = draw_button.click(drawing_fn, [model_state, *draw_inputs], draw_outputs, api_name="drawing", **sampling)
         gen_stop.click(h.stopped, None, gen_views["status"], cancels=[generating], **private)
         draw_stop.click(h.stopped, None, draw_views["status"], cancels=[drawing], **private)

@@ -320,6 +320,8 @@ def test_browser_click_generate(server, tmp_path):
         page.mouse.up()
         page.get_by_role("button", name="Noise it to t, then denoise").click()
         page.get_by_text("steps for 1 image(s)", exact=False).wait_for(timeout=120_000)
+        result = page.locator(".ddpm-drawing-live img").first.bounding_box()  # the result in view after the click
+        assert 0 <= result["y"] < page.viewport_size["height"] - 100, result
         page.screenshot(path=str(shot.with_name("drawing.png")), full_page=True)
         # the forward tab opens on a picture; a t typed with Enter redraws it; the upload box only when chosen
         page.get_by_role("tab", name="Forward process").click()
