@@ -44,6 +44,11 @@ def refused(e: Exception) -> str:
     return f"⚠️ {text}"
 
 
+def drawn(sketch):
+    """The drawing in a Sketchpad's value (its composite) as a plain image; an empty canvas is a ValueError."""
+    return space.drawing_image(sketch.get("composite") if isinstance(sketch, dict) else None)
+
+
 class Handlers:
     """The functions the events call: plain arguments in; out, {view name: value} for the views they change (app.py
     maps each name to its component), or one value for an event with one output; one-line errors."""
@@ -200,7 +205,7 @@ class Handlers:
     def drawing(self, model_name, sketch, t, sampler, num_steps, seed, precision, clip=CLIPPED, request: gr.Request = None):
         model = self.current(model_name)
         try:
-            image = space.drawing_image((sketch or {}).get("composite") if isinstance(sketch, dict) else None)
+            image = drawn(sketch)
         except ValueError as e:  # an empty canvas: said on the status line; the last run's results stay as they were
             yield {"status": refused(e)}
             return
@@ -270,8 +275,14 @@ class Handlers:
         (run / f"live-{i - LIVE_FILES_KEPT}.png").unlink(missing_ok=True)
         return str(path)
 
-    def _image(self, model, source, class_name, index, upload):
-        image = space.open_upload(upload) if source == UPLOADED else space.held_out_image(model, class_name, index)
+    def _image(self, model, source, class_name, index, upload, sketch=None):
+        """x_0 as the model takes it: an upload, the drawing tab's canvas (`sketch`) or a held-out image."""
+        if source == UPLOADED:
+            image = space.open_upload(upload)
+        elif source == DRAWN:
+            image = drawn(sketch)
+        else:
+            image = space.held_out_image(model, class_name, index)
         return space.model_input(model, image)
 
     def forward(self, model_name, source, class_name, index, upload, t, seed) -> dict:
@@ -293,11 +304,7 @@ class Handlers:
         model = self.current(model_name)
         self.tidy()
         try:
-            if source == DRAWN:
-                composite = sketch.get("composite") if isinstance(sketch, dict) else None
-                x0 = space.model_input(model, space.drawing_image(composite))
-            else:
-                x0 = self._image(model, source, class_name, index, upload)
+            x0 = self._image(model, source, class_name, index, upload, sketch)
             picture, text = space.objective_view(model, x0, t, seed)
             if not curve:
                 return {"picture": picture, "text": text}

@@ -23,15 +23,16 @@ from .runtime import Serialized
 CURVE_TIMESTEPS = 40  # the loss curve's t values, evenly in t: L_simple draws t uniformly
 
 
-def _eps_theta(model: LoadedModel, x_t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """The network's prediction at (x_t, t) as eps, whatever it predicts (its turn of the Space's network)."""
+def _predicted(model: LoadedModel, x_t: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eps_theta, x̂0) from the network at (x_t, t), whatever it predicts (its turn of the Space's network): x̂0 is
+    the scheduler's `predict_x0`, and eps_theta the network's own output, or for an x_0 or v model the eps that
+    x̂0 implies (`predict_eps`)."""
     with torch.inference_mode():
         out = Serialized(model.unet)(x_t, index)
     out = (out.sample if hasattr(out, "sample") else out).to(x_t.dtype)
     s = model.scheduler
-    if s.config.prediction_type == "epsilon":
-        return out
-    return s.predict_eps(s.predict_x0(out, x_t, index), x_t, index)
+    x0_hat = s.predict_x0(out, x_t, index).to(x_t.dtype)
+    return (out if s.config.prediction_type == "epsilon" else s.predict_eps(x0_hat, x_t, index).to(x_t.dtype)), x0_hat
 
 
 def objective_parts(model: LoadedModel, x0: torch.Tensor, t: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -43,10 +44,7 @@ def objective_parts(model: LoadedModel, x0: torch.Tensor, t: int, seed: int = 0)
     index = torch.full((x0.shape[0],), int(t) - 1, dtype=torch.long)
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed)))
     x_t = s.q_sample(x0, index, eps).to(x0.dtype)
-    eps_theta = _eps_theta(model, x_t, index)
-    shape = (-1, *[1] * (x_t.ndim - 1))
-    root_abar, root_one_minus = s.sqrt_alphas_cumprod[index].view(shape), s.sqrt_one_minus_alphas_cumprod[index].view(shape)
-    x0_hat = ((x_t - root_one_minus * eps_theta) / root_abar).to(x0.dtype)
+    eps_theta, x0_hat = _predicted(model, x_t, index)
     return {"x0": x0, "eps": eps, "x_t": x_t, "eps_theta": eps_theta, "error": eps - eps_theta, "x0_hat": x0_hat}
 
 
