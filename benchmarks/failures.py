@@ -26,55 +26,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from benchmarks import quality as q
+from benchmarks import metrics, report
+from benchmarks.harness import REAL_ROW, generate_many, space_samplers
 from ddpm.hub import load_pipeline
 from ddpm.sampling import sample_shape
 from ddpm.scheduler import VARIANCE_TYPES, DDPMScheduler, randn
-
-# A sample "blows up" when its values leave the data's range by far before the final clamp, or when it is a flat
-# picture: nearly uniform (sd < 0.1 in [-1, 1]; the flattest of the 10,000 test images has 0.14), mostly white (mean
-# > 0.6; the brightest test image has 0.42) or all black (no pixel above -0.5, i.e. 25% grey). No test image is
-# flagged (`failures` on the test split is reported beside the rows).
-BLOWN_ABS = 1.5
-
-
-def failure_masks(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per image: blown (pre-clamp max |x| > 1.5) and flat (uniform, white or black picture after the clamp)."""
-    flat_x = x.clamp(-1, 1).flatten(1)
-    blown = x.flatten(1).abs().amax(1) > BLOWN_ABS
-    flat = (flat_x.std(1) < 0.1) | (flat_x.mean(1) > 0.6) | (flat_x.amax(1) < -0.5)
-    return blown, flat
-
-
-def failures(x: torch.Tensor) -> dict:
-    """Per-set counts of blown-up samples: `blown`, `flat` and `any` (either); see `failure_masks`."""
-    blown, flat = failure_masks(x)
-    return {"blown": int(blown.sum()), "flat": int(flat.sum()), "any": int((blown | flat).sum())}
-
-
-def tally(x: torch.Tensor) -> dict:
-    """A many-noise row's columns: `failures`, the largest |value| before the clamp, and which images broke."""
-    broken = torch.stack(failure_masks(x)).any(0).nonzero().flatten().tolist()
-    return {**failures(x), "max_abs": float(x.abs().max()), "noises": broken}
-
-
-def space_samplers(clip: bool, precision: str, ancestral: bool = True, steps: int = 50) -> list[tuple[str, dict]]:
-    """What the Space offers, each at its default steps (ancestral all T, unless `ancestral` is False: the longest
-    row; respaced, DDIM and DPM-Solver++ 2M 50, or `steps`)."""
-    suffix = "" if clip else " unclipped"
-    common = {"clip_sample": clip, "precision": precision}
-    few = {"num_inference_steps": steps, **common}
-    rows = [
-        (f"ancestral{suffix}", {"sampler": "ddpm", **common}),
-        (f"respaced-{steps}{suffix}", {"sampler": "respaced", **few}),
-        (f"ddim-{steps}{suffix}", {"sampler": "ddim", "eta": 0.0, **few}),
-        (f"ddim-{steps} eta 1{suffix}", {"sampler": "ddim", "eta": 1.0, **few}),
-        (f"dpm2m-{steps}{suffix}", {"sampler": "dpm2m", **few}),
-    ]
-    return rows if ancestral else rows[1:]
 
 
 @torch.inference_mode()
@@ -120,124 +78,33 @@ def count(model_dir: str, n: int, batch: int, precision: str = "fp32", unclipped
         if kwargs.pop("diffusers", False):
             kwargs = {"draw": functools.partial(diffusers_respaced, m, steps=steps)}
         t0 = time.perf_counter()
-        x = q.generate_many(m, n, batch, **kwargs)
-        out[key] = {**tally(x), "seconds": time.perf_counter() - t0}
+        x = generate_many(m, n, batch, **kwargs)
+        out[key] = {**metrics.tally(x), "seconds": time.perf_counter() - t0}
         if score:
             out[key]["fashion_fd"] = [score(x[i : i + fd_block]) for i in range(0, n, fd_block)]
         print(f"  {key}: {out[key]}", flush=True)
     return out
 
 
-REAL = "training images (the floor)"
-
-
 def real_rows(n: int, fd_block: int = 1000) -> dict:
     """The same counts and block-by-block fashion-FD for n Fashion-MNIST training images, in the order the real-data
     floor draws them (the first block is the main table's floor): how often the rule flags a real picture, and how far
     fashion-FD moves between blocks of real pictures alone."""
-    from benchmarks import fashion
-
     t0 = time.perf_counter()
-    x_train, _ = fashion.split_tensor("train")
-    x = x_train[fashion.floor_order(len(x_train))[:n]]
-    row = tally(x)
+    x_train, _ = metrics.split_tensor("train")
+    x = x_train[metrics.floor_order(len(x_train))[:n]]
+    row = metrics.tally(x)
     if fd_block:
         row["fashion_fd"] = [_fashion_fd()(x[i : i + fd_block]) for i in range(0, len(x) - fd_block + 1, fd_block)]
-    return {REAL: {**row, "seconds": time.perf_counter() - t0}}
+    return {REAL_ROW: {**row, "seconds": time.perf_counter() - t0}}
 
 
 @functools.lru_cache(maxsize=1)
 def _fashion_fd():
-    """images -> their fashion-FD against the 10,000 test images (benchmarks.fashion's classifier and features)."""
-    from benchmarks import fashion
-
-    net, _ = fashion.classifier()
-    f_test = fashion.features(net, fashion.split_tensor("test")[0])
-    return lambda x: q.frechet_distance(fashion.features(net, x), f_test)
-
-
-VARIANCE_NAMES = {None: "β̃ (the model's)", "fixed_small": "β̃ (the model's)", "fixed_large": "β"}
-
-
-def _rows(results: list[dict]):
-    """(sampler, reverse variance, row, n) over every row of `benchmarks.failures --out` results, in order."""
-    for res in results:
-        for key, r in res["rows"].items():
-            yield key, "-" if key == REAL else VARIANCE_NAMES[res.get("variance_type")], r, res["n"]
-
-
-def _fd_cell(fds: list[float]) -> str:
-    return f"{np.mean(fds):.2f} ± {np.std(fds, ddof=1):.2f}" if len(fds) > 1 else (f"{fds[0]:.2f}" if fds else "-")
-
-
-def x_ancestral(results: list[dict], fds: list[float]) -> tuple[float, float, float, int] | None:
-    """A row's fashion-FD over ancestral sampling's, block by block on the same noises (where `results` hold an
-    ancestral row with β̃): the mean ratio, its smallest and largest, and how many blocks."""
-    anc = next((r.get("fashion_fd") for k, v, r, _ in _rows(results) if k == "ancestral" and v.startswith("β̃")), None)
-    k = min(len(anc or []), len(fds))
-    if not k:
-        return None
-    ratios = [fds[i] / anc[i] for i in range(k)]
-    return float(np.mean(ratios)), min(ratios), max(ratios), k
-
-
-def rare_report(results: list[dict]) -> list[str]:
-    """RESULTS.md's section for `benchmarks.failures --out` results: each row's broken pictures over many noises, which
-    noises they were, and what the rest scores (fashion-FD of each block of 1000 noises)."""
-    lines = [
-        "### A rare broken picture, counted over many noises (`python -m benchmarks.failures --fashion-fd`)",
-        "",
-        "Each row draws its noises as the table above does (its first 1000 are that table's), x̂0 clipped, network in "
-        "fp32; reverse variance: the σ_t² of each stochastic step, β̃ (the posterior's, what the model ships) or β. "
-        "fashion-FD: each block of 1000 noises against the 10,000 test images, the blocks' mean ± sd, and the first "
-        "block alone; x ancestral: the ratio to ancestral sampling's fashion-FD on the same block, the mean over the "
-        "blocks both rows drew (their range in brackets).",
-        "",
-        "| sampler | reverse variance | broken | which noises | fashion-FD, blocks of 1000 | first block | x ancestral |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for key, variance, r, n in _rows(results):
-        fds = r.get("fashion_fd", [])
-        noises = ", ".join(map(str, r["noises"][:10])) + (" ..." if len(r["noises"]) > 10 else "") or "-"
-        first = f"{fds[0]:.2f}" if fds else "-"
-        x = x_ancestral(results, fds) if key not in ("ancestral", REAL) else None
-        ratio = f"{x[0]:.2f} ({x[1]:.2f}-{x[2]:.2f}, {x[3]} block{'s' * (x[3] > 1)})" if x else "-"
-        lines.append(f"| {key} | {variance} | **{r['any']}** of {n} | {noises} | {_fd_cell(fds)} | {first} | {ratio} |")
-    return lines + [""] + floor_lines(results)
-
-
-def floor_lines(results: list[dict]) -> list[str]:
-    """What the training images' row says of every score above: how far fashion-FD moves between blocks of real
-    pictures, and ancestral sampling's blocks over theirs."""
-    rows = {key: r.get("fashion_fd", []) for key, v, r, _ in _rows(results) if key == REAL or v.startswith("β̃")}
-    real, anc = rows.get(REAL), rows.get("ancestral")
-    if not real:
-        return []
-    line = (
-        f"Real pictures alone: {len(real)} blocks of 1000 training images score {np.mean(real):.2f} ± "
-        f"{np.std(real, ddof=1):.2f} against the test images ({min(real):.2f} to {max(real):.2f}; the main table's "
-        f"floor is the first, {real[0]:.2f}): one block's fashion-FD moves by about ±{np.std(real, ddof=1):.1f} with "
-        "which pictures it holds alone, so samplers compare finely only on the same noises, as the ratios here do."
-    )
-    if anc:
-        line += (
-            f" Ancestral sampling's {len(anc)} blocks average {np.mean(anc):.2f}, **{np.mean(anc) / np.mean(real):.2f}x** "
-            f"the real blocks' mean ({anc[0] / real[0]:.2f}x on the first block of each, the main table's ratio)."
-        )
-    return [line, ""]
-
-
-def rare_card_sentence(results: list[dict]) -> str:
-    """The model card's one sentence on the same rows."""
-    parts = []
-    for key, variance, r, n in _rows(results):
-        fds = r.get("fashion_fd", [])
-        variance_note = "" if variance.startswith("β̃") or key == REAL else f" with σ_t² = {variance}"
-        x = x_ancestral(results, fds) if key not in ("ancestral", REAL) else None
-        fd = f" (fashion-FD {np.mean(fds):.1f}" + (f", {x[0]:.2f}x ancestral" if x else "") + ")" if fds else ""
-        parts.append(f"{key}{variance_note} {r['any']} of {n}{fd}")
-    head = " Broken pictures over more noises (`benchmarks.failures`; fashion-FD: the mean over blocks of 1000 noises): "
-    return head + "; ".join(parts) + "." if parts else ""
+    """images -> their fashion-FD against the 10,000 test images."""
+    net, _ = metrics.fashion_classifier()
+    f_test = metrics.features(net, metrics.split_tensor("test")[0])
+    return lambda x: metrics.frechet_distance(metrics.features(net, x), f_test)
 
 
 def main() -> None:
@@ -264,18 +131,10 @@ def main() -> None:
             a.diffusers,
         )  # fmt: skip
     source = "Fashion-MNIST training images" if a.real else a.model
+    result = {"model": source, "n": a.n, "precision": a.precision, "variance_type": a.variance_type, "rows": rows}
     if a.out:
-        result = {"model": source, "n": a.n, "precision": a.precision, "variance_type": a.variance_type, "rows": rows}
         Path(a.out).write_text(json.dumps(result, indent=1))
-    variance = f", reverse variance {a.variance_type}" if a.variance_type else ""
-    print(f"\n{source}, {a.n} {'images' if a.real else 'noises'}{variance}\n")
-    print(f"| sampler | blown up (of {a.n}) | past ±{BLOWN_ABS} | flat | which noises | max |x| | fashion-FD by 1000 | seconds |")
-    print("|---|---|---|---|---|---|---|---|")
-    for k, r in rows.items():
-        fds = " / ".join(f"{fd:.2f}" for fd in r.get("fashion_fd", []))
-        noises = ", ".join(map(str, r["noises"][:10])) + (" ..." if len(r["noises"]) > 10 else "")
-        print(f"| {k} | **{r['any']}** | {r['blown']} | {r['flat']} | {noises} | {r['max_abs']:.3g} | {fds} | "
-              f"{r['seconds']:.0f} |")  # fmt: skip
+    print("\n".join(report.failures_table(result, a.real)))
 
 
 if __name__ == "__main__":

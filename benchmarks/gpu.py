@@ -28,15 +28,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import fashion
-from benchmarks.__main__ import fresh_accelerate_state, machine, paired
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from benchmarks import fashion, metrics
+from benchmarks.harness import fresh_accelerate_state, machine, matmul_peak, paired, space_samplers, sync
 
 
 def train_flops_per_image(preset: str, resolution: int) -> float:
@@ -52,7 +45,7 @@ def train_flops_per_image(preset: str, resolution: int) -> float:
     return counter.get_total_flops() / 2
 
 
-def network_alone(device, preset: str, resolution: int, batch: int, precision: str, compiled: bool, steps: int) -> dict:
+def train_step_alone(device, preset: str, resolution: int, batch: int, precision: str, compiled: bool, steps: int) -> dict:
     """images/s of forward, backward and AdamW with everything already on the device (no data, no noise drawn)."""
     from ddpm.models import make_unet
 
@@ -120,7 +113,7 @@ def bench_speed(data_dir, preset: str, rows: list[tuple[int, str]], steps: int, 
     dataset = arrays_dataset(arrays.images[:10_000], arrays.labels[:10_000])  # the loader's per-item work is the same
     n = 8192 if device.type == "cuda" else 1024
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    peaks = {k: 1e9 * fashion.matmul_peak(dtype, n, 10, device) for k, dtype in dtypes.items()}  # FLOP/s
+    peaks = {k: 1e9 * matmul_peak(dtype, n, 10, device) for k, dtype in dtypes.items()}  # FLOP/s
     print(f"  matmul peak: fp32 {peaks['fp32'] / 1e12:.1f}, bf16 {peaks['bf16'] / 1e12:.1f} TFLOP/s", flush=True)
     res = {"machine": machine(), "device": device.type, "preset": preset, "steps": steps, "peaks": peaks,
            "train_flops_per_image": train_flops_per_image(preset, 28), "rows": []}  # fmt: skip
@@ -130,11 +123,11 @@ def bench_speed(data_dir, preset: str, rows: list[tuple[int, str]], steps: int, 
             runs["ours"].append(ours(data_dir, preset, batch, steps, precision, r))
             runs["reference"].append(reference(dataset, preset, batch, steps, precision, r))
         net_precision = "bf16" if precision == "bf16" else "fp32"
-        net = network_alone(device, preset, 28, batch, net_precision, False, steps)
+        net = train_step_alone(device, preset, 28, batch, net_precision, False, steps)
         row = {"batch": batch, "precision": precision, **runs, **paired(runs["ours"], runs["reference"]),
                "network_alone": net["images_per_s"]}  # fmt: skip
         if compile_last and i == len(rows) - 1:
-            comp = network_alone(device, preset, 28, batch, net_precision, True, steps)
+            comp = train_step_alone(device, preset, 28, batch, net_precision, True, steps)
             row.update(network_compiled=comp["images_per_s"], compile_s=comp["first_step_s"])
         res["rows"].append(row)
         out.write_text(json.dumps(res, indent=1, default=float))
@@ -175,12 +168,11 @@ def compare(models: list[str], n: int, batch: int, device: str, save: Path | Non
             ancestral: bool = True) -> dict:  # fmt: skip
     """fashion-FD (± bootstrap sd) and blow-ups of each model's Space samplers (clipped), same noises for all;
     `save` is rewritten after each model."""
-    from benchmarks.failures import space_samplers
     from ddpm.hub import load_pipeline
 
-    net, acc = fashion.classifier()
-    x_test, _ = fashion.split_tensor("test")
-    f_test = fashion.features(net, x_test)
+    net, acc = metrics.fashion_classifier()
+    x_test, _ = metrics.split_tensor("test")
+    f_test = metrics.features(net, x_test)
     out = {"machine": machine(), "n": n, "classifier_accuracy": acc, "models": {}}
     for path in models:
         m = load_pipeline(path, device=device)
@@ -190,74 +182,6 @@ def compare(models: list[str], n: int, batch: int, device: str, save: Path | Non
         if save is not None:
             save.write_text(json.dumps(out, indent=1, default=float))
     return out
-
-
-def report(res: dict) -> list[str]:
-    """The GPU training section of RESULTS.md."""
-    flops, peaks = res["train_flops_per_image"], res["peaks"]
-    lines = [
-        f"## Training on {'a GPU' if res['device'] == 'cuda' else 'this CPU'}: {res['machine']}",
-        "",
-        f"Measured by `python -m benchmarks.gpu speed`: Fashion-MNIST at 28 px, the `{res['preset']}` UNet "
-        f"({flops / 1e9:.2f} GFLOP forward + backward per image, counted by torch's FLOP counter), {res['steps']} steps "
-        "a run, our loop and the re-implemented diffusers loop interleaved (ratio: median of the per-pair ratios, "
-        "range in brackets). The network alone is forward, backward and a fused AdamW step on tensors already on the "
-        f"device, no data and no noise drawn: what a loop costing nothing of its own would reach. Measured matmul "
-        f"peak: fp32 {peaks['fp32'] / 1e12:.1f} TFLOP/s (TF32 off), bf16 {peaks['bf16'] / 1e12:.1f} TFLOP/s.",
-        "",
-        "| batch | precision | ours, images/s | diffusers loop, images/s | ratio | network alone, images/s | ours / network "
-        "alone | ours, TFLOP/s | share of the matmul peak |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in res["rows"]:
-        mine, ref = statistics.median(r["ours"]), statistics.median(r["reference"])
-        peak = peaks["bf16" if r["precision"] == "bf16" else "fp32"]
-        lines.append(
-            f"| {r['batch']} | {'bf16 autocast' if r['precision'] == 'bf16' else 'fp32'} | {mine:,.0f} | {ref:,.0f} | "
-            f"**{r['ratio']:.2f}x** ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | {r['network_alone']:,.0f} | "
-            f"{mine / r['network_alone']:.2f} | {mine * flops / 1e12:.2f} | {100 * mine * flops / peak:.1f}% |"
-        )
-    fp32 = sorted((r for r in res["rows"] if r["precision"] == "no"), key=lambda r: r["batch"])
-    if len(fp32) >= 2:
-        lo, hi = fp32[0], fp32[-1]
-        ms = [1000 * r["batch"] / v for r in (lo, hi) for v in (statistics.median(r["ours"]), r["network_alone"])]
-        grows = ms[2] / ms[0]
-        lines += [
-            "",
-            f"A training step takes {ms[0]:.1f} ms at batch {lo['batch']} and {ms[2]:.1f} ms at batch {hi['batch']} "
-            f"(the network alone {ms[1]:.1f} and {ms[3]:.1f} ms): {hi['batch'] // lo['batch']}x the images for "
-            f"{grows:.2f}x the time. "
-            + (
-                "The step's time hardly depends on the batch, so the device waits on the host (Python and the launches "
-                "of the UNet's many small kernels), not on arithmetic: a larger batch is nearly free until it fills "
-                "the device."
-                if grows < 1.5
-                else "The step's time grows with the batch: the device's arithmetic sets the pace."
-            ),
-        ]
-    compiled = [r for r in res["rows"] if "network_compiled" in r]
-    if not compiled:
-        lines += ["", "`torch.compile` was not measured in this run."]
-    for r in compiled:
-        lines += [
-            "",
-            f"Under `torch.compile` (inductor) the network alone at batch {r['batch']} reaches "
-            f"{r['network_compiled']:,.0f} images/s, {r['network_compiled'] / r['network_alone']:.2f}x eager; its first "
-            f"step took {r['compile_s']:.0f} s.",
-        ]
-    loop = res.get("compiled_loop")
-    if loop:
-        lines += [
-            "",
-            f"Our whole training loop under `torch.compile` (`accelerate launch --dynamo_backend inductor --dynamo_mode "
-            f"{loop['mode']}`: inductor's fused kernels, each step replayed as CUDA graphs), measured by "
-            f"{loop.get('how', '`python -m benchmarks.gpu loop`')} at batch {loop['batch']}: "
-            f"**{loop['compiled']:,.0f} images/s against "
-            f"{loop['eager']:,.0f} eager** in the same run ({loop['compiled'] / loop['eager']:.2f}x); the compiled run "
-            f"of {loop['compiled_steps']} steps took {loop['compiled_wall_s']:.0f} s from start to end, compilation "
-            "included. The launches were the bottleneck, and CUDA graphs remove them.",
-        ]
-    return lines + [""]
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ $PY -m pytest -q -p no:cacheprovider tests/test_data.py tests/test_sampling.py t
   -k "device or sigkilled" 2>&1 | tee "$out/tests.log" | tail -5
 $PY -c "
 import json
-from benchmarks.__main__ import bench_app
+from benchmarks.speed import bench_app
 json.dump(bench_app(repeats=2), open('$out/space.json', 'w'))" 2>&1 | tee "$out/space.log" | grep -v -i warn
 $PY -m benchmarks.gpu speed ${data:+--data_dir "$data"} --compile --out "$out/gpu.json" 2>&1 | tee "$out/speed.log" \
   | grep -a "matmul\|batch "

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SAMPLERS = ("ancestral", "ddim-50", "dpm2m-50", "respaced-50")
-
 
 def rows_of(path: str | Path) -> dict:
     """A model's sampler rows from a `benchmarks.gpu compare` result (one model) or a benchmarks results.json."""
@@ -32,34 +30,3 @@ def group(note: str, runs: list[str]) -> dict:
     if bad:
         raise ValueError(f"give each model as LABEL=FILE, not {bad[0]!r}")
     return {"note": note, "runs": {label: rows_of(f) for label, f in (r.split("=", 1) for r in runs)}}
-
-
-def _cell(rows: dict, key: str) -> str:
-    r = rows.get(key)
-    return f"{r['fd']:.2f} ± {r['fd_sd']:.2f}" if r else "-"
-
-
-def report(groups: list[dict]) -> list[str]:
-    lines = [
-        "### The training recipe, one change at a time",
-        "",
-        "fashion-FD (± bootstrap sd) of each model's samplers, x̂0 clipped, through the shipped classifier, on the same "
-        "1000 noises within a group (they depend on the batch: the main table's batch of 250 draws the main table's "
-        "noises); broken: pictures the blow-up check counts, over every sampler in the row.",
-    ]
-    for g in groups:
-        lines += [
-            "",
-            g["note"],
-            "",
-            "| model | ancestral, 1000 steps | DDIM-50 | DDIM-50 x ancestral | DPM-Solver++ 2M-50 | respaced-50 | broken |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for label, rows in g["runs"].items():
-            ratio = rows["ddim-50"]["fd"] / rows["ancestral"]["fd"] if "ancestral" in rows else None
-            broken = sum(rows[k]["failures"]["any"] for k in SAMPLERS if k in rows)
-            lines.append(
-                f"| {label} | {_cell(rows, 'ancestral')} | {_cell(rows, 'ddim-50')} | "
-                f"{f'{ratio:.2f}' if ratio else '-'} | {_cell(rows, 'dpm2m-50')} | {_cell(rows, 'respaced-50')} | {broken} |"
-            )
-    return lines + [""]

@@ -1,5 +1,5 @@
-"""The quality metric the benchmarks report and the GPU report's reading of its numbers (the benchmarks themselves are
-run, not asserted)."""
+"""The quality metric the benchmarks report, the report's reading of its numbers, and the experiments on tiny sizes
+(the benchmarks themselves are run, not asserted)."""
 
 import json
 import sys
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import gpu
-from benchmarks.quality import bootstrap_fd, frechet_distance, through_model_path, to_metric
+from benchmarks import gpu, metrics, report
+from benchmarks.harness import REAL_ROW, ROOT, weights_digest
+from benchmarks.metrics import bootstrap_fd, frechet_distance, through_model_path, to_metric
 from ddpm import space
 
 
@@ -27,6 +28,10 @@ def test_frechet_distance_of_gaussians():
 def test_metric_path():
     x = torch.rand(5, 3, 16, 16) * 2 - 1
     assert to_metric(x).shape == (5, 1, 8, 8)
+    digits, fashion = metrics.digits_net(), metrics.fashion_net()  # one classifier, sized for each data set
+    assert digits.features(to_metric(x)).shape == (5, 64) and digits(to_metric(x)).shape == (5, 10)
+    assert fashion.features(torch.zeros(5, 1, 28, 28)).shape == (5, 64)
+    assert set(digits.state_dict()) == set(fashion.state_dict())
     real, labels = through_model_path("test", 16)
     assert real.shape == (360, 1, 8, 8) and len(labels) == 360 and real.min() >= -1 and real.max() <= 1
 
@@ -47,25 +52,22 @@ def test_fashion_fd_scores_through_the_shipped_classifier(tmp_path):
     """fashion-FD's feature network is the file beside the benchmark, not a network trained in the run (trained on
     another device it comes out another network, and scores of different networks do not compare): it loads,
     classifies the test images as it did when written, and its features tell a shifted set apart."""
-    from benchmarks import fashion
-
-    net, acc = fashion.classifier()
-    assert fashion.CLASSIFIER.is_file() and acc == pytest.approx(0.891, abs=0.0005)
-    real, _ = fashion.split_tensor("test")
-    f_a, f_b = fashion.features(net, real[:2000]), fashion.features(net, real[2000:4000])
-    assert frechet_distance(f_a, f_b) < 0.5 * frechet_distance(f_a, fashion.features(net, (real[2000:4000] + 0.6)))
+    net, acc = metrics.fashion_classifier()
+    assert metrics.CLASSIFIER.is_file() and acc == pytest.approx(0.891, abs=0.0005)
+    real, _ = metrics.split_tensor("test")
+    f_a, f_b = metrics.features(net, real[:2000]), metrics.features(net, real[2000:4000])
+    assert frechet_distance(f_a, f_b) < 0.5 * frechet_distance(f_a, metrics.features(net, (real[2000:4000] + 0.6)))
     (tmp_path / "empty.safetensors").write_bytes(b"")
     from safetensors import SafetensorError
 
     with pytest.raises(SafetensorError):  # a broken file is an error, never a silently retrained network
-        fashion.classifier(tmp_path / "empty.safetensors")
+        metrics.fashion_classifier(tmp_path / "empty.safetensors")
 
 
 def test_the_blow_up_check_flags_broken_pictures_and_no_real_image():
     """Blown up: values far outside [-1, 1] before the clamp, or a flat picture (uniform, all white, all black); none
     of Fashion-MNIST's 10,000 test images nor of the digits' test split counts, each kind of broken picture does."""
-    from benchmarks.failures import failures
-    from benchmarks.fashion import split_tensor
+    from benchmarks.metrics import failures, split_tensor
 
     real, _ = split_tensor("test")
     assert failures(real) == {"blown": 0, "flat": 0, "any": 0}
@@ -78,7 +80,7 @@ def test_the_blow_up_check_flags_broken_pictures_and_no_real_image():
     assert counts == {"blown": 1, "flat": 3, "any": 4}
 
 
-def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance(tmp_path, monkeypatch):
+def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance(tmp_path, monkeypatch, capsys):
     """`benchmarks.failures --only ... --variance_type fixed_large --fashion-fd`: the chosen rows alone, on the same
     noises; the variance reaches the stochastic step and not DDIM's eta-0 step; one fashion-FD per block of noises."""
     from benchmarks import failures
@@ -115,20 +117,22 @@ def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance(t
                                       "--variance_type", "fixed_large", "--fashion-fd", "--out", str(out)])  # fmt: skip
     failures.main()
     assert torch.is_grad_enabled()  # the command leaves the caller's autograd as it was
+    printed = capsys.readouterr().out  # the command's table, from the result it wrote
+    assert f"{model}, 2 noises, reverse variance fixed_large" in printed and "| respaced-50 | **" in printed
     anc = failures.count(model, 2, 2, only=["ancestral"], fd_block=2)  # one block, the first of `small`'s two
     results = [{"n": 4, "variance_type": None, "rows": small}, json.loads(out.read_text()), {"n": 2, "rows": anc}]
     ratio = small["ddim-50"]["fashion_fd"][0] / anc["ancestral"]["fashion_fd"][0]
-    assert failures.x_ancestral(results, small["ddim-50"]["fashion_fd"]) == (ratio, ratio, ratio, 1)
+    assert report.x_ancestral(results, small["ddim-50"]["fashion_fd"]) == (ratio, ratio, ratio, 1)
     r = results[1]["rows"]["respaced-50"]
     assert r["noises"] == [] if r["any"] == 0 else len(r["noises"]) == r["any"]
-    table = "\n".join(failures.rare_report(results))
+    table = "\n".join(report.rare_report(results))
     fd = small["respaced-50"]["fashion_fd"]
     assert f"| respaced-50 | β̃ (the model's) | **{small['respaced-50']['any']}** of 4 |" in table
     x = fd[0] / anc["ancestral"]["fashion_fd"][0]
     assert f"| {np.mean(fd):.2f} ± {np.std(fd, ddof=1):.2f} | {fd[0]:.2f} | {x:.2f} ({x:.2f}-{x:.2f}, 1 block) |" in table
     one = r["fashion_fd"][0]  # one block: no sd
     assert f"| respaced-50 | β | **{r['any']}** of 2 |" in table and f"| {one:.2f} | {one:.2f} |" in table
-    sentence = failures.rare_card_sentence(results)
+    sentence = report.rare_card_sentence(results)
     one_x = one / anc["ancestral"]["fashion_fd"][0]
     assert f"respaced-50 with σ_t² = β {r['any']} of 2 (fashion-FD {one:.1f}, {one_x:.2f}x ancestral)" in sentence
 
@@ -136,25 +140,24 @@ def test_a_rare_failure_count_takes_some_samplers_and_another_reverse_variance(t
 def test_the_training_images_row_is_the_floor_block_by_block_and_no_real_picture_is_flagged(monkeypatch):
     """`benchmarks.failures --real`: training images in the floor's order, so the first block is the main table's
     floor; the rule flags none; the report sets ancestral sampling's blocks against the real blocks' mean."""
-    from benchmarks import failures, fashion
-    from benchmarks.quality import frechet_distance as fd
+    from benchmarks import failures
 
-    real = failures.real_rows(6, fd_block=3)[failures.REAL]
-    x_train, _ = fashion.split_tensor("train")
-    net, _ = fashion.classifier()
-    f_test = fashion.features(net, fashion.split_tensor("test")[0])
-    floor_3 = fd(fashion.features(net, x_train[fashion.floor_order(len(x_train))[:3]]), f_test)
+    real = failures.real_rows(6, fd_block=3)[REAL_ROW]
+    x_train, _ = metrics.split_tensor("train")
+    net, _ = metrics.fashion_classifier()
+    f_test = metrics.features(net, metrics.split_tensor("test")[0])
+    floor_3 = frechet_distance(metrics.features(net, x_train[metrics.floor_order(len(x_train))[:3]]), f_test)
     assert real["any"] == 0 and real["noises"] == [] and real["fashion_fd"][0] == pytest.approx(floor_3)
     assert len(real["fashion_fd"]) == 2 and real["fashion_fd"][1] != real["fashion_fd"][0]
-    assert "fashion_fd" not in failures.real_rows(2, fd_block=0)[failures.REAL]
+    assert "fashion_fd" not in failures.real_rows(2, fd_block=0)[REAL_ROW]
 
     anc = {"ancestral": {"any": 0, "noises": [], "fashion_fd": [3 * real["fashion_fd"][0], 3 * real["fashion_fd"][1]]}}
-    results = [{"n": 6, "rows": {failures.REAL: real}}, {"n": 6, "variance_type": None, "rows": anc}]
-    table = "\n".join(failures.rare_report(results))
-    assert f"| {failures.REAL} | - | **0** of 6 | - |" in table
+    results = [{"n": 6, "rows": {REAL_ROW: real}}, {"n": 6, "variance_type": None, "rows": anc}]
+    table = "\n".join(report.rare_report(results))
+    assert f"| {REAL_ROW} | - | **0** of 6 | - |" in table
     assert "average" in table and "**3.00x** the real blocks' mean (3.00x on the first block of each" in table
-    assert "training images (the floor) 0 of 6 (fashion-FD" in failures.rare_card_sentence(results)
-    assert failures.floor_lines(results[1:]) == []  # no real row, no line
+    assert "training images (the floor) 0 of 6 (fashion-FD" in report.rare_card_sentence(results)
+    assert report.floor_lines(results[1:]) == []  # no real row, no line
 
     monkeypatch.setattr(sys, "argv", ["failures", "--n", "2"])
     with pytest.raises(SystemExit):
@@ -175,16 +178,16 @@ def gpu_result(ms_small: float, ms_large: float, compiled: bool = False) -> dict
 
 
 def test_the_gpu_report_says_what_sets_the_pace_from_the_step_times():
-    host_bound = "\n".join(gpu.report(gpu_result(38.0, 40.0)))
+    host_bound = "\n".join(report.gpu_lines(gpu_result(38.0, 40.0)))
     assert "38.0 ms at batch 64 and 40.0 ms at batch 256" in host_bound and "4x the images for 1.05x the time" in host_bound
     assert "waits on the host" in host_bound and "`torch.compile` was not measured in this run." in host_bound
     assert "| 256 | fp32 | 6,400 | 3,200 | **2.00x** (1.90-2.10) | 8,000 | 0.80 | 2.75 | 5.5% |" in host_bound
-    busy = "\n".join(gpu.report(gpu_result(10.0, 36.0, compiled=True)))
+    busy = "\n".join(report.gpu_lines(gpu_result(10.0, 36.0, compiled=True)))
     assert "the device's arithmetic sets the pace" in busy and "waits on the host" not in busy
     assert "reaches 26,667 images/s, 3.00x eager; its first step took 41 s" in busy
     loop = {"batch": 256, "mode": "reduce-overhead", "eager": 6000.0, "compiled": 21000.0, "compiled_steps": 600,
             "compiled_wall_s": 60.0}  # fmt: skip
-    compiled_loop = "\n".join(gpu.report({**gpu_result(38.0, 40.0), "compiled_loop": loop}))
+    compiled_loop = "\n".join(report.gpu_lines({**gpu_result(38.0, 40.0), "compiled_loop": loop}))
     assert "**21,000 images/s against 6,000 eager** in the same run (3.50x)" in compiled_loop
     assert "--dynamo_mode reduce-overhead" in compiled_loop and "whole training loop" not in host_bound
 
@@ -198,7 +201,7 @@ def fashion_rows(full: float, ddim50: float, ddim_all: float | None) -> dict:
 
 
 def test_the_card_says_how_much_of_the_ddim_gap_is_deterministic_sampling():
-    from benchmarks.fashion import deterministic_gap, more_ddim
+    from benchmarks.report import deterministic_gap, more_ddim
 
     assert more_ddim(fashion_rows(4.0, 8.0, 6.0)) == [100, 1000] and deterministic_gap(fashion_rows(4.0, 8.0, None)) == ""
     most = deterministic_gap(fashion_rows(4.0, 8.0, 7.0))
@@ -207,7 +210,7 @@ def test_the_card_says_how_much_of_the_ddim_gap_is_deterministic_sampling():
 
 
 def test_the_card_recommends_dpm_solver_only_where_it_scores_near_ancestral_sampling():
-    from benchmarks.fashion import best_samplers
+    from benchmarks.report import best_samplers
 
     rows = fashion_rows(4.0, 8.0, 6.0)
     assert best_samplers(rows) == "use all 1000 ancestral steps for the best images"  # not measured
@@ -224,11 +227,12 @@ def test_the_gpu_speed_benchmark_runs_here_and_writes_each_row(tmp_path):
     assert result["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     (row,) = json.loads(out.read_text())["rows"]
     assert row["batch"] == 8 and row["ours"][0] > 0 and row["reference"][0] > 0 and row["network_alone"] > 0
-    assert result["train_flops_per_image"] > 1e8 and "| 8 | fp32 |" in "\n".join(gpu.report(result))
+    assert result["train_flops_per_image"] > 1e8 and "| 8 | fp32 |" in "\n".join(report.gpu_lines(result))
 
 
 def test_the_ddim_gap_statistics_measure_what_they_say():
-    from benchmarks.ddim_gap import class_distance, mean_term, picture_stats, quadratic_timesteps, spread, uniform_shrink
+    from benchmarks.ddim_gap import quadratic_timesteps
+    from benchmarks.metrics import class_distance, mean_term, picture_stats, spread, uniform_shrink
 
     half = -torch.ones(2, 1, 8, 8)
     half[:, :, :4] = 1.0  # the top half white: half the pixels foreground, mean 0
@@ -274,9 +278,7 @@ def gap_result(anc_fd: float, d50_fd: float, all_fd: float, all_fg: float, all_s
 
 
 def test_the_ddim_gap_report_claims_only_what_its_numbers_show():
-    from benchmarks.ddim_gap import report
-
-    far = "\n".join(report(gap_result(3.0, 8.0, 6.0, 0.50)))
+    far = "\n".join(report.ddim_gap_lines(gap_result(3.0, 8.0, 6.0, 0.50)))
     assert "| ddim-50 unclipped | 7.50 ± 1.00 | 2.50 | 0.94 (0.90-1.10) | 1.88 | 0.80 |" in far
     assert "ddim-50 unclipped, scores 2.50x ancestral sampling; DDIM with every step taken scores 2.00x" in far
     assert "No choice of steps, spacing or clipping reaches 1.2x" in far
@@ -286,13 +288,12 @@ def test_the_ddim_gap_report_claims_only_what_its_numbers_show():
     # tr(S) (1 - sqrt(c))^2 at c = 0.80 and 0.95, tr(S) = 1: 0.0111 - 0.0006
     assert "it would cost 0.01 of the 2.25; the rest is in which ways the pictures vary" in far
     assert "a little bigger" in far and "| 0.030 |" in far  # 30 of 1000 images in another class than the test mix
-    close = "\n".join(report(gap_result(3.0, 3.4, 3.3, 0.46, all_spread=1.0)))
+    close = "\n".join(report.ddim_gap_lines(gap_result(3.0, 3.4, 3.3, 0.46, all_spread=1.0)))
     assert "No choice" not in close and "less varied" not in close and "a little" not in close
 
 
 def test_the_card_names_the_ddim_gap_only_for_the_weights_it_measured(tmp_path):
-    from benchmarks.ddim_gap import card_sentence, report, weights_digest
-    from benchmarks.fashion import gap_sentence
+    from benchmarks.report import card_sentence, ddim_gap_lines, gap_sentence
 
     far, close = gap_result(3.0, 8.0, 6.0, 0.50), gap_result(3.0, 3.4, 3.3, 0.46)
     text = card_sentence(far)
@@ -308,10 +309,10 @@ def test_the_card_names_the_ddim_gap_only_for_the_weights_it_measured(tmp_path):
     far["weights"] = weights_digest(str(tmp_path))
     assert gap_sentence({"ddim_gap": far}, str(tmp_path)) == text
     far["model"] = str(tmp_path)
-    assert "earlier weights" not in "\n".join(report(far))
+    assert "earlier weights" not in "\n".join(ddim_gap_lines(far))
     (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"retrained weights")
     assert gap_sentence({"ddim_gap": far}, str(tmp_path)) == "" and gap_sentence({}, str(tmp_path)) == ""
-    assert f"**Measured on earlier weights of `{tmp_path}`**" in "\n".join(report(far))  # RESULTS.md says so
+    assert f"**Measured on earlier weights of `{tmp_path}`**" in "\n".join(ddim_gap_lines(far))  # RESULTS.md says so
 
 
 def test_a_recipe_ablation_reads_compare_results_and_results_json(tmp_path):
@@ -320,10 +321,10 @@ def test_a_recipe_ablation_reads_compare_results_and_results_json(tmp_path):
 
     out = tmp_path / "cmp.json"
     out.write_text(json.dumps(gpu.compare([space.BUNDLED_MODEL], n=4, batch=4, device="cpu", ancestral=False), default=float))
-    g = recipe.group("two models", [f"new={out}", f"shipped={gpu.ROOT / 'benchmarks' / 'results.json'}"])
+    g = recipe.group("two models", [f"new={out}", f"shipped={ROOT / 'benchmarks' / 'results.json'}"])
     assert set(g["runs"]["new"]) == {"respaced-50", "ddim-50", "ddim-50 eta 1", "dpm2m-50"}
     shipped = g["runs"]["shipped"]
-    lines = recipe.report([g])
+    lines = report.recipe_lines([g])
     new_line, shipped_line = (next(l for l in lines if l.startswith(f"| {k} |")) for k in ("new", "shipped"))
     assert new_line.split(" | ")[3] == "-"  # no ancestral row, no ratio
     assert shipped_line.split(" | ")[3] == f"{shipped['ddim-50']['fd'] / shipped['ancestral']['fd']:.2f}"
@@ -334,7 +335,6 @@ def test_a_recipe_ablation_reads_compare_results_and_results_json(tmp_path):
 def test_what_a_visitor_waits_for_is_measured_through_the_real_server():
     """benchmarks.served on two short runs: each served run is paired with the network's own calls for it, and the
     report's row says the ratio and whether it meets its target."""
-    from benchmarks.__main__ import served_lines
     from benchmarks.served import measure
 
     result = measure(repeats=1, images=2, cases=(("ddim", 4),))
@@ -342,6 +342,33 @@ def test_what_a_visitor_waits_for_is_measured_through_the_real_server():
     assert row["calls"] == 4 and len(row["served"]) == len(row["network"]) == 1
     assert 0 < row["network"][0] < row["served"][0]  # the server adds to the network, never less
     assert row["ratio"] == row["served"][0] / row["network"][0] and 0 < row["first"][0] <= row["served"][0]
-    table = "\n".join(served_lines(result))
+    table = "\n".join(report.served_lines(result))
     assert f"| DDIM, 4 steps | 4 | {row['first'][0]:.2f} s |" in table and f"**{row['ratio']:.2f}x**" in table
     assert "≤ 1.5x: " in table and "Server peak RSS" in table
+
+
+def test_the_report_rewritten_from_results_json_is_the_committed_one(tmp_path):
+    """`python -m benchmarks --skip-speed --skip-quality --update` rewrites RESULTS.md from results.json alone: the
+    report module turns the committed measurements into the committed prose, word for word."""
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    made = report.plots(results, tmp_path)
+    assert made and all((tmp_path / m).is_file() for m in made)
+    assert report.results_md(results, made) == (ROOT / "benchmarks" / "RESULTS.md").read_text()
+
+
+def test_the_cards_quality_section_is_written_through_model_card(tmp_path):
+    """`--fashion-card` rewrites the Quality section of the model's card with huggingface_hub's `ModelCard`: from the
+    committed results, the shipped card comes back byte for byte (its metadata and other sections untouched)."""
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    shipped = ROOT / space.BUNDLED_MODEL / "README.md"
+    shutil.copy(shipped, tmp_path / "README.md")
+    shutil.copytree(ROOT / space.BUNDLED_MODEL / "unet", tmp_path / "unet")  # the DDIM-gap sentence checks the weights
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    card = ModelCard.load(tmp_path / "README.md")
+    card.text = card.text.replace("| sampler (the Space's defaults) |", "| a stale table |")
+    card.save(tmp_path / "README.md")
+    report.write_card_quality(str(tmp_path), results["fashion"])
+    assert (tmp_path / "README.md").read_bytes() == shipped.read_bytes()
