@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def interrupted(cfg: TrainConfig) -> str:
     """The one line a Ctrl-C leaves: where the last checkpoint is and how to go on from it."""
-    from ddpm.training import find_checkpoint
+    from ddpm.checkpoints import find_checkpoint
 
     last = find_checkpoint(cfg.output_dir, "latest")
     if last is None:

@@ -4,7 +4,8 @@ repeat: x_0 ~ data, t ~ Uniform{1..T}, eps ~ N(0, I); gradient step on w_t ||eps
 
 `train` reads top to bottom: `setup` builds a `Run`; each step is `forward_backward` per micro-batch (the one place
 a step draws its randomness), `optimizer_step`, a `LossWindow` for the log line, and `periodic` (checkpoints, sample
-grids, model saves); `finish` writes the model folder and its card and pushes it.
+grids, model saves); `finish` writes the model folder and its card and pushes it. The flags live in `config.py`
+(each with its help), checkpoints in `checkpoints.py`, the model folder and its push in `export.py`.
 
 Everything random in a step (timesteps, noise, flips) and the data order are functions of (seed, rank, step),
 and a checkpoint holds model, optimizer, LR schedule and EMA: a run killed at any point and resumed from its
@@ -15,12 +16,9 @@ folder and renamed, so a kill while saving never leaves a broken latest checkpoi
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
-import hashlib
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -32,14 +30,13 @@ import numpy as np
 import torch
 
 from . import data as data_lib
-from .config import HUB_ID, TrainConfig
-from .hub import one_line, push_to_hub, save_pipeline, write_model_card
+from .checkpoints import CHECKPOINTS, find_checkpoint, save_checkpoint, weights_digest
+from .config import TrainConfig
+from .export import ema_weights, push_final, sample_grid, write_model
+from .hub import one_line, push_to_hub
 from .models import count_parameters, load_unet, make_unet
-from .sampling import trajectory, walk
 from .scheduler import DDPMScheduler
-from .visualize import auto_scale, grid
 
-CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 
 
@@ -120,53 +117,6 @@ def check_distributed(accelerator) -> None:
         )
 
 
-def find_checkpoint(output_dir: str | Path, which: str) -> Path | None:
-    """`which` = "latest" (highest complete checkpoint, or None) or a checkpoint folder path."""
-    if which != "latest":
-        path = Path(which)
-        if not path.is_dir():
-            path = Path(output_dir) / CHECKPOINTS / which
-        if not path.is_dir():
-            raise FileNotFoundError(f"checkpoint {which} not found: pass 'latest' or a folder under {output_dir}/{CHECKPOINTS}")
-        return path
-    root = Path(output_dir) / CHECKPOINTS
-    found = [p for p in root.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
-def save_checkpoint(accelerator, output_dir: str | Path, step: int, total_limit: int | None) -> Path:
-    """accelerator.save_state into a temporary folder, then an atomic rename to checkpoint-<step>."""
-    root = Path(output_dir) / CHECKPOINTS
-    final, tmp = root / f"checkpoint-{step}", root / f".tmp-checkpoint-{step}"
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        root.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        if total_limit:
-            done = sorted(
-                (p for p in root.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                key=lambda p: int(p.name.split("-")[-1]),
-            )
-            for old in done[: max(0, len(done) - total_limit)]:
-                shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    return final
-
-
-def weights_digest(model) -> str:
-    """sha256 of all parameters' bytes: equal digests mean bit-identical weights (across ranks or runs)."""
-    h = hashlib.sha256()
-    for p in model.parameters():
-        h.update(p.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def _step_generator(seed: int, rank: int, micro_step: int, device="cpu") -> torch.Generator:
     """The randomness of one micro-batch, a pure function of (seed, rank, micro_step) on `device` (the same run on
     the same hardware draws the same numbers; a GPU draws its noise where it uses it, with no copy from the host)."""
@@ -210,103 +160,6 @@ def _build_unet(cfg: TrainConfig):
             )
         return unet
     return make_unet(cfg.model_preset, cfg.resolution, cfg.channels)
-
-
-def _ema_weights(accelerator, unet, ema):
-    """A copy of the network holding the EMA weights (the training weights stay untouched)."""
-    model = copy.deepcopy(accelerator.unwrap_model(unet))
-    if ema is not None:
-        ema.copy_to(model.parameters())
-    return model.eval()
-
-
-def _sample_grid(model, scheduler: DDPMScheduler, cfg: TrainConfig, sampler: str, steps: int | None, progress=False):
-    """`eval_batch_size` samples as one picture; `progress` shows a bar over the steps (the final samples.png)."""
-    from tqdm.auto import tqdm
-
-    g = torch.Generator().manual_seed(cfg.seed)
-    frames = trajectory(model, scheduler, cfg.eval_batch_size, sampler=sampler, num_inference_steps=steps, generator=g)
-    total = len(walk(scheduler.num_train_timesteps, sampler, steps)) + 1
-    for frame in tqdm(frames, total=total, desc="samples.png", disable=not progress, leave=False):
-        x = frame.sample
-    return grid(x, scale=auto_scale(cfg.resolution, 64))
-
-
-def _write_held_out(cfg: TrainConfig, out: Path) -> None:
-    """The test split's first 10 images per class beside the model (digits, Fashion-MNIST), for the app's views."""
-    if cfg.train_data_dir or cfg.dataset_split != "train":
-        return
-    test = data_lib.load_arrays(cfg.dataset_name, "test", cfg.data_dir)
-    if test is not None:
-        data_lib.save_held_out(out / data_lib.HELD_OUT, data_lib.held_out_examples(test))
-
-
-def _settle_push(run: Run) -> None:
-    """Wait for the checkpoint push in flight, if any; a failed one is one line (training goes on, the model is here)."""
-    pending, run.pending_push = run.pending_push, None
-    if pending is not None:
-        try:
-            pending.result()
-        except Exception as e:  # noqa: BLE001 - network, auth, server: the next push sends the folder again
-            run.accelerator.print(f"warning: a checkpoint push failed ({one_line(e, 200)}); the next push sends the model again")
-
-
-def _write_model(run: Run, final_loss: float | None, *, final: bool, trained: str | None = None) -> None:
-    """The model folder: the EMA weights as a diffusers pipeline, held-out images, samples.png and the card. A
-    checkpoint push still uploading the folder is waited for first: rewritten under it, the upload could send the
-    new files, and the next push would find nothing changed and make no commit."""
-    cfg, out = run.cfg, run.out
-    _settle_push(run)
-    model = _ema_weights(run.accelerator, run.unet, run.ema)
-    save_pipeline(out, model, run.scheduler)
-    _write_held_out(cfg, out)
-    if cfg.eval_batch_size > 0:  # the progress grids' fast sampler (DDIM-50 by default: seconds, not all T steps)
-        _sample_grid(model, run.scheduler, cfg, cfg.eval_sampler, cfg.eval_steps, progress=final).save(out / "samples.png")
-    if cfg.train_data_dir:
-        described, hub_dataset = f"The images of a local folder ({Path(cfg.train_data_dir).name}): {len(run.data):,}.", None
-    else:
-        described, hub_dataset = data_lib.describe_dataset(cfg.dataset_name, cfg.dataset_split, len(run.data))
-    write_model_card(
-        out,
-        repo_id=cfg.hub_model_id,
-        dataset=run.label(),
-        training_args=cfg.public_dict(),
-        final_loss=final_loss,
-        num_parameters=count_parameters(model),
-        resolution=cfg.resolution,
-        sample_image="samples.png" if cfg.eval_batch_size > 0 else None,
-        data_description=described,
-        hub_dataset=hub_dataset,
-        trained=trained,
-        ema=cfg.use_ema,
-        base_model=_hub_base_model(cfg.model_config_name_or_path),
-    )
-
-
-def _hub_base_model(name: str | None) -> str | None:
-    """The Hub repo a run fine-tuned from (for the card's `base_model`), or None for a local folder or a preset."""
-    if not name or Path(name).expanduser().exists():
-        return None
-    return name if HUB_ID.fullmatch(name) else None
-
-
-def _push_final(out: Path, cfg: TrainConfig, accelerator) -> str | None:
-    """Push the saved model; a failed push is one line that says the model is safe and how to retry the upload."""
-    from huggingface_hub import constants
-
-    token = cfg.hub_token or os.environ.get("HF_TOKEN")
-    try:
-        commit = push_to_hub(out, cfg.hub_model_id, token, cfg.hub_private_repo, commit_message="Upload trained DDPM")
-    except Exception as e:  # noqa: BLE001 - network, auth, server: the training is done and saved either way
-        reason = one_line(e, 200)
-        excludes = " ".join(f'--exclude "{p}"' for p in ("checkpoints/*", "logs/*"))
-        accelerator.print(
-            f"error: the model is saved at {out}, but the upload to {cfg.hub_model_id} failed: {reason}. "
-            f"Retry the upload alone with: hf upload {cfg.hub_model_id} {out} . {excludes}"
-        )
-        return None
-    accelerator.print(f"pushed to {constants.ENDPOINT.rstrip('/')}/{cfg.hub_model_id}")
-    return getattr(commit, "oid", None)
 
 
 @dataclass
@@ -530,18 +383,18 @@ def periodic(run: Run, last_loss: float | None) -> None:
     if cfg.checkpointing_steps and step % cfg.checkpointing_steps == 0 and step < run.max_steps:
         save_checkpoint(accelerator, run.out, step, cfg.checkpoints_total_limit)
         if cfg.push_checkpoints and cfg.push_to_hub and accelerator.is_main_process:
-            _write_model(run, last_loss, final=False)
+            write_model(run, last_loss, final=False)
             run.pending_push = push_to_hub(run.out, cfg.hub_model_id, cfg.hub_token, cfg.hub_private_repo,
                                            commit_message=f"Checkpoint at step {step}", run_as_future=True)  # fmt: skip
     if run.images_every and step % run.images_every == 0 and accelerator.is_main_process:
         images_dir = run.out / LOGS / "samples"
         images_dir.mkdir(parents=True, exist_ok=True)
-        model = _ema_weights(accelerator, run.unet, run.ema)
-        picture = _sample_grid(model, run.scheduler, cfg, cfg.eval_sampler, cfg.eval_steps)
+        model = ema_weights(accelerator, run.unet, run.ema)
+        picture = sample_grid(model, run.scheduler, cfg, cfg.eval_sampler, cfg.eval_steps)
         picture.save(images_dir / f"step-{step:07d}.png")
         log_images(accelerator, picture, step)
     if run.model_every and step % run.model_every == 0 and step < run.max_steps and accelerator.is_main_process:
-        _write_model(run, last_loss, final=False)
+        write_model(run, last_loss, final=False)
 
 
 def finish(run: Run, last_loss: float | None, images_per_s: float | None) -> dict:
@@ -564,10 +417,10 @@ def finish(run: Run, last_loss: float | None, images_per_s: float | None) -> dic
             f"{(time.perf_counter() - run.started) / 60:.0f} min of wall clock on {run.world} process(es), "
             f"{accelerator.device} ({machine_name()}){compile_note(accelerator.state.dynamo_plugin)}."
         )
-        _write_model(run, last_loss, final=True, trained=trained)
+        write_model(run, last_loss, final=True, trained=trained)
         accelerator.print(f"saved the model to {run.out} (final loss {last_loss})")
         if run.cfg.push_to_hub:
-            summary["hub_commit"] = _push_final(run.out, run.cfg, accelerator)
+            summary["hub_commit"] = push_final(run.out, run.cfg, accelerator)
             summary["push_failed"] = summary["hub_commit"] is None
     accelerator.end_training()
     return summary

@@ -16,9 +16,10 @@ from helpers import DEVICES, python_path
 from hub_server import FakeHub
 
 import train_accelerate
+from ddpm.checkpoints import find_checkpoint, weights_digest
 from ddpm.hub import load_pipeline, write_model_card
 from ddpm.sampling import sample
-from ddpm.training import compile_note, find_checkpoint, stop_between_steps, weights_digest
+from ddpm.training import compile_note, stop_between_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -174,7 +175,7 @@ def pushed(tmp_path_factory):
         r = run(train_cmd(out, "--max_train_steps", "4", "--checkpointing_steps", "2", "--push_to_hub",
                           "--hub_model_id", "alice/ddpm-test"), env)  # fmt: skip
         assert r.returncode == 0, r.stderr[-3000:]
-        pull = run([PY, "-c", "from ddpm.hub import load_pipeline; from ddpm.training import weights_digest; "
+        pull = run([PY, "-c", "from ddpm.hub import load_pipeline; from ddpm.checkpoints import weights_digest; "
                     "m = load_pipeline('alice/ddpm-test'); print('PULLED', weights_digest(m.unet), m.path)"], env)  # fmt: skip
         bad = run([PY, "-c", "from ddpm.hub import load_pipeline\ntry:\n load_pipeline('alice/nope')\n"
                    "except Exception as e: print('ERR', type(e).__name__, e)"], env)  # fmt: skip
