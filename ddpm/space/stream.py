@@ -79,6 +79,31 @@ def noised_start(model: LoadedModel, noised, generator, nrow: int, scale: int):
     return (x_t, int(t)), [grid(x0, nrow=nrow, scale=scale), grid(x_t.clamp(-1, 1), nrow=nrow, scale=scale)]
 
 
+@dataclass
+class Pictures:
+    """How a run's frames become pictures: a grid of its images (`nrow` a row, each upscaled `scale` times), with
+    the network's x̂0 beside x_t when `show_x0`."""
+
+    nrow: int
+    scale: int
+    show_x0: bool
+
+    @classmethod
+    def of(cls, model: LoadedModel, settings: Settings) -> Pictures:
+        config = model.unet.config
+        size = config.sample_size if isinstance(config.sample_size, int) else max(config.sample_size)
+        return cls(math.ceil(math.sqrt(settings.num_images)), picture_scale(size, settings.num_images), settings.show_x0)
+
+    def render(self, frame) -> Image.Image:
+        picture = grid(frame.sample, nrow=self.nrow, scale=self.scale)
+        return side_by_side(picture, self.predicted(frame)) if self.show_x0 else picture
+
+    def predicted(self, frame) -> Image.Image:
+        """x̂0 of the step that made this frame (grey for x_T, which no step made)."""
+        x0 = frame.pred_original_sample if frame.pred_original_sample is not None else torch.zeros_like(frame.sample)
+        return grid(x0.clamp(-1, 1), nrow=self.nrow, scale=self.scale)
+
+
 def generate(
     model: LoadedModel,
     settings: Settings,
@@ -97,35 +122,17 @@ def generate(
     A run that has held the server `limit_s` seconds (`RunClock`) stops at its next step: its last update holds
     the frames made up to that step, the status line says where it stopped and why.
     """
-    workdir = Path(workdir)
-    frames_dir = workdir / "frames"
-    frames_dir.mkdir(parents=True, exist_ok=True)
-    unet, scheduler = model.unet, model.scheduler
-    size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else max(unet.config.sample_size)
-    nrow = math.ceil(math.sqrt(settings.num_images))
-    scale = picture_scale(size, settings.num_images)
+    workdir, scheduler = Path(workdir), model.scheduler
+    pictures = Pictures.of(model, settings)
     steps = settings.num_steps if settings.sampler != "ddpm" else None
     generator = torch.Generator().manual_seed(settings.seed)
-    start, lead = noised_start(model, noised, generator, nrow, scale)
+    start, lead = noised_start(model, noised, generator, pictures.nrow, pictures.scale)
     times = frame_times(walk(scheduler.num_train_timesteps, settings.sampler, steps, None if start is None else start[1]))
     n = len(times) - 1
-    keep_gif, keep_gallery = (
-        set(log_snr_frames(scheduler, times, GIF_FRAMES)),
-        set(log_snr_frames(scheduler, times, GALLERY_FRAMES)),
-    )
-
-    def render(frame) -> Image.Image:
-        picture = grid(frame.sample, nrow=nrow, scale=scale)
-        if settings.show_x0:
-            picture = side_by_side(picture, predicted(frame))
-        return picture
-
-    def predicted(frame) -> Image.Image:
-        x0 = frame.pred_original_sample if frame.pred_original_sample is not None else torch.zeros_like(frame.sample)
-        return grid(x0.clamp(-1, 1), nrow=nrow, scale=scale)
-
-    kept = Kept(frames_dir)
-    network = Serialized(unet, turn_size(model, settings.precision))
+    keep_gif, keep_gallery = (set(log_snr_frames(scheduler, times, k)) for k in (GIF_FRAMES, GALLERY_FRAMES))
+    kept = Kept(workdir / "frames")
+    kept.frames_dir.mkdir(parents=True, exist_ok=True)
+    network = Serialized(model.unet, turn_size(model, settings.precision))
     clock = RunClock(network, limit_s)
     start_time = last = time.perf_counter()
     picture = stopped = None
@@ -138,10 +145,10 @@ def generate(
         due = frame.step == 0 or now - last >= min_interval
         if not (due or stopped or frame.step in keep_gif or frame.step in keep_gallery or frame.step == n):
             continue
-        picture = render(frame)
+        picture = pictures.render(frame)
         caption = frame_caption(scheduler, frame.t)
         if frame.step in keep_gif or stopped:
-            kept.gif_frame(picture, caption, None if settings.show_x0 else predicted(frame))
+            kept.gif_frame(picture, caption, None if settings.show_x0 else pictures.predicted(frame))
         if frame.step in keep_gallery or stopped:
             kept.gallery.append((picture, frame.t))
         if stopped:
@@ -152,20 +159,24 @@ def generate(
             left = (now - start_time) / max(frame.step, 1) * (n - frame.step)
             eta_text = f" · about {left:.0f} s left" if frame.step else ""
             yield Update(picture, f"step {frame.step} of {n} · {caption}{eta_text}", frame.step, n)
-
     learn_cost(model, settings, network.calls, clock.seconds)
     gif, captions, download = write_results(workdir, scheduler, kept.gif, kept.gallery)
     for before in reversed(lead):
         picture = side_by_side(before, picture)
-    clipped = "x̂0 clipped" if settings.clip else "x̂0 not clipped"
-    what = f"({settings.sampler_name}, seed {settings.seed}, {settings.precision}, {clipped})"
-    status = f"done: {n} steps for {settings.num_images} image(s) in {time.perf_counter() - start_time:.1f} s {what}"
-    if stopped is not None:
-        status = (f"stopped at step {stopped.step} of {n} ({frame_caption(scheduler, stopped.t)}) after {clock.seconds:.0f} s, "
-                  f"this Space's limit for one request; the GIF and frames go up to that step {what}. "
-                  f"To finish within it: {fewer(settings)}.")  # fmt: skip
+    status = final_status(settings, scheduler, n, time.perf_counter() - start_time, stopped, clock.seconds)
     step = n if stopped is None else stopped.step
     yield Update(picture, status, step, n, gif=str(gif), gallery=captions, download=str(download), scrub=kept.scrub)
+
+
+def final_status(settings: Settings, scheduler, n: int, seconds: float, stopped, held_s: float) -> str:
+    """The status line of a finished run, or of one the request limit stopped at frame `stopped`: where, and why."""
+    clipped = "x̂0 clipped" if settings.clip else "x̂0 not clipped"
+    what = f"({settings.sampler_name}, seed {settings.seed}, {settings.precision}, {clipped})"
+    if stopped is None:
+        return f"done: {n} steps for {settings.num_images} image(s) in {seconds:.1f} s {what}"
+    return (f"stopped at step {stopped.step} of {n} ({frame_caption(scheduler, stopped.t)}) after {held_s:.0f} s, "
+            f"this Space's limit for one request; the GIF and frames go up to that step {what}. "
+            f"To finish within it: {fewer(settings)}.")  # fmt: skip
 
 
 def write_results(workdir: Path, scheduler, gif_frames: list[Image.Image], gallery: list[tuple[Image.Image, int]]):
