@@ -55,8 +55,31 @@ CSS = """
 .ddpm-frames .grid-container { grid-template-columns: repeat(auto-fill, minmax(96px, 1fr)) !important;
                                grid-template-rows: none !important; grid-auto-rows: auto !important; }
 .ddpm-frames .fixed-height { min-height: 0 !important; max-height: none !important; }
+.ddpm-frames:has(.preview) .fixed-height { min-height: min(520px, 85vh) !important; }
+.ddpm-frames .caption-label { opacity: 1; white-space: normal; text-overflow: clip; max-width: 100%; font-size: 11px; }
 @media (max-width: 640px) { .ddpm-live { order: -1; } .ddpm-model { order: 1; } }
-"""  # galleries wrap to the width they get (a phone shows 3 a row, not 6 cut off); a phone shows the live view first
+"""  # galleries wrap to the width they get (a phone shows 3 a row, not 6 cut off), a frame clicked opens large, and
+# captions wrap instead of being cut, in full contrast; a phone shows the live view first
+# text at 4.5:1 or more against its background (WCAG AA): Gradio's defaults put white on orange (2.8:1), white on
+# red (3.8:1) and the slider's ends, the footer and the selected tab in light grey or orange on white (1.9:1, 2.8:1)
+THEME = gr.themes.Default().set(
+    body_text_color_subdued="*neutral_600",
+    color_accent="*primary_700",
+    button_primary_background_fill="*primary_700",
+    button_primary_background_fill_hover="*primary_800",
+    button_primary_background_fill_dark="*primary_700",
+    button_primary_background_fill_hover_dark="*primary_800",
+    button_cancel_background_fill="#b91c1c",
+    button_cancel_background_fill_hover="#991b1b",
+    button_cancel_background_fill_dark="#b91c1c",
+    button_cancel_background_fill_hover_dark="#991b1b",
+)
+# Generate is the first stop of the keyboard's Tab key (then the page in order): a keyboard user runs the model
+# with one Tab and Enter, not after the model box, its examples and the card
+FIRST_TAB = """() => { const first = () => { const b = document.querySelector('#ddpm-generate');
+  if (b) b.tabIndex = 1; return Boolean(b); };
+  if (!first()) { const seen = new MutationObserver(() => first() && seen.disconnect());
+    seen.observe(document.body, {childList: true, subtree: true}); } }"""
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]  # math as math
 # after a click on Generate, the live view is brought into view when it is below the screen's upper part (a phone)
 SHOW = """() => {{ const live = document.querySelector('{}');
@@ -136,7 +159,7 @@ def generate_tab(h: Handlers, T: int):
     example = h.example(h.name, h.first)
     with gr.Tab("Generate"):
         with gr.Row():  # first in the tab, on one line: in view on a laptop and a phone without scrolling
-            button = gr.Button("Generate", variant="primary", scale=2, min_width=120)
+            button = gr.Button("Generate", variant="primary", scale=2, min_width=120, elem_id="ddpm-generate")
             stop = gr.Button("Stop", variant="stop", scale=1, min_width=70)
         estimate = gr.Markdown(h.estimate(h.name, 16, FAST_LABEL, min(T, 50)))
         with gr.Row():
@@ -419,6 +442,8 @@ def main() -> None:
         server_port=args.port,
         footer_links=["gradio", "settings"],
         css=CSS,
+        theme=THEME,
+        js=FIRST_TAB,
         max_file_size=MAX_FILE_BYTES,
         app_kwargs={"middleware": [guard]},
     )

@@ -243,10 +243,15 @@ def test_eight_clients_at_once_all_complete_correctly(server, bundled):
     assert grown < 300, f"server grew by {grown:.0f} MiB"
 
 
+# Every piece of text shown, against the background it is drawn on (alpha layers and opacities composed), below
+# WCAG AA's contrast: 4.5:1, or 3:1 for large text (24 px, or 18.66 px bold)
+LOW_CONTRAST = (Path(__file__).parent / "low_contrast.js").read_text()
+
+
 def first_screen(page) -> None:
-    """What a visitor sees on arrival with no click, at the page's size: Generate inside the screen; a picture in
-    the screen that moves (the example's trajectory playing: a change among three shots 1 s apart); every
-    picture on the page with alt text."""
+    """What a visitor sees on arrival with no click, at the page's size: Generate inside the screen and the first stop
+    of the Tab key; a picture in the screen that moves (the example's trajectory playing: a change among three shots
+    1 s apart); every picture on the page with alt text; no text below AA contrast."""
     height = page.viewport_size["height"]
     button = page.get_by_role("button", name="Generate", exact=True).bounding_box()
     assert button["y"] + button["height"] <= height, f"Generate at y = {button['y']:.0f}, below the first screen"
@@ -260,6 +265,16 @@ def first_screen(page) -> None:
     assert len(shots) > 1, "nothing moves in the first screen"
     missing = page.evaluate("[...document.querySelectorAll('img')].filter(i => !i.alt).map(i => i.src.slice(-60))")
     assert not missing, missing
+    low = page.evaluate(LOW_CONTRAST)
+    assert not low, low
+    stops = []
+    for _ in range(3):  # a keyboard reaches Generate within 3 presses of Tab from the page's top
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate("(e => e.id || e.tagName)(document.activeElement)"))
+        if stops[-1] == "ddpm-generate":
+            break
+    assert stops[-1] == "ddpm-generate", stops
+    page.evaluate("document.activeElement.blur()")
 
 
 def test_browser_click_generate(server, tmp_path):
@@ -289,6 +304,14 @@ def test_browser_click_generate(server, tmp_path):
         page.get_by_text("t = 0 (x_0)", exact=True).first.wait_for(timeout=60_000)
         assert page.locator("img[src*='0000.png']").count() >= 1
         page.screenshot(path=str(shot), full_page=True)
+        frames = page.locator(".ddpm-frames").first  # the gallery: captions whole; a frame clicked opens large
+        cut = frames.evaluate("g => [...g.querySelectorAll('.caption-label')].filter(c => c.scrollWidth > c.clientWidth + 1)")
+        assert not cut, cut
+        frames.locator("button").nth(3).click()
+        page.wait_for_timeout(500)
+        large = frames.locator(".preview img").first.bounding_box()
+        assert large["height"] >= 300, large
+        page.keyboard.press("Escape")
         # all T ancestral steps, stopped while it runs: the server is idle again within a second or two
         page.get_by_text("DDPM ancestral, all T steps (Algorithm 2)", exact=True).first.click()
         page.get_by_role("button", name="Generate", exact=True).click()
