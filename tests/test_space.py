@@ -50,8 +50,11 @@ def test_generate_streams_then_delivers_gif_gallery_and_zip(model, tmp_path):
     assert all(Path(p).suffix == ".png" for p, _ in last.gallery)
     with zipfile.ZipFile(last.download) as z:
         assert "trajectory.gif" in z.namelist() and "frames/t=0000.png" in z.namelist()
-    # 2 x 2 images of 8 px with 1 px borders, upscaled x16 (about 128 px each) with nearest neighbour; x0 beside it
-    assert last.preview.size == (2 * (2 * 9 + 1) * 16 + 8, (2 * 9 + 1) * 16)
+    # 2 x 2 images of 8 px with 1 px borders, upscaled x16 (about 128 px each) with nearest neighbour; x0 beside it,
+    # each half labelled below (x_t, predicted x_0) in an 18 px band
+    assert last.preview.size == (2 * (2 * 9 + 1) * 16 + 8, (2 * 9 + 1) * 16 + 18)
+    labels = np.asarray(last.preview)[(2 * 9 + 1) * 16 :]
+    assert labels.min() == 0 and labels.max() == 255  # black text on a white band
 
 
 def test_frames_are_spread_evenly_in_log_snr_where_the_picture_forms():
@@ -335,14 +338,16 @@ def test_bundled_models_are_named_by_what_they_are(model_dir):
     registry = space.ModelRegistry()
     default = space.describe(registry.load("pretrained/ddpm-fashion"))  # as a visitor types it, relative to the project
     assert default.startswith("**bundled Fashion-MNIST model (trained on its 60,000 training images)**")
-    assert "1 channel(s) at 28x28 px; T = 1000" in default and "⚠️" not in default
+    assert "x_t (grey, 28x28 px) and its t and predicts the noise ε in it; T = 1000 noising steps" in default
+    assert "⚠️" not in default
     digits = space.describe(registry.load("pretrained/ddpm-digits"))
-    assert digits.startswith("**bundled digits model (scikit-learn's 8x8 digits") and "8x8 px; T = 1000" in digits
+    assert digits.startswith("**bundled digits model (scikit-learn's 8x8 digits") and "8x8 px) and its t" in digits
     article = space.describe(registry.load(space.display_name(space.ARTICLE_T200_MODEL)))
-    assert article.startswith("**bundled digits model with a short schedule, T = 200**") and "T = 200," in article
+    assert article.startswith("**bundled digits model with a short schedule, T = 200**") and "T = 200 noising" in article
     assert "⚠️ x_T is not close to N(0, I): sqrt(abar_T) = 0.364" in article
     other = space.describe(registry.load(str(model_dir)))
-    assert other.startswith(f"**`{model_dir}`**: UNet2DModel")  # any other folder by its path (no card: no data named)
+    # any other folder by its path (no card: no data named)
+    assert other.startswith(f"**`{model_dir}`**: a UNet (diffusers' `UNet2DModel`")
     (model_dir / "README.md").write_text("A DDPM trained on **my cats** at 8x8.")
     assert space.describe(space.ModelRegistry().load(str(model_dir))).startswith(f"**`{model_dir}`, trained on my cats**")
     (model_dir / "README.md").write_text("trained on **![a](http://example.com/x.png) <img src=y>**")  # a hostile card
@@ -823,11 +828,12 @@ def test_google_ddpm_cifar10_loads_with_the_default_budget_and_gets_what_fits(tm
     assert "DONE done: 3 steps for 2 image(s)" in out.stdout, out.stdout + out.stderr[-2000:]
     note = next(line for line in out.stdout.splitlines() if line.startswith("NOTE"))
     assert re.search(
-        r"A request runs up to 60 s here \(a longer run stops there and keeps what it made\): all 1000 steps take about "
-        r"\d+ s for 16 images \((1 image gets \d+ steps in|[1-3] finish within it)\),",
+        r"all 1000 steps of the paper's own sampler \(Algorithm 2\) about \d+ s for 16 images \((1 image gets \d+ steps "
+        r"in|[1-3] finish within the limit)\)\. A run stops after 60 s, this Space's limit for one request, and keeps",
         note,
     ), note  # on 2 cores: at most a few images with all the steps
-    fast = r"50 DPM-Solver\+\+ or DDIM steps about \d+ s for 16 images( \(([2-9]|1[0-6]) finish within it\))?\.$"
+    fast = r"\*\*: 50 steps of a fast sampler \(DPM-Solver\+\+ 2M or DDIM\) take about \d+ s for 16 images"
+    fast += r"( \(([2-9]|1[0-6]) finish within the limit\))?;"
     assert re.search(fast, note), note  # a few to all 16 images, 50 steps
     assert re.search(
         r"REFUSED 16 image\(s\) x 1000 steps would take about \d+ s here, far over this Space's 60 s a request: "
@@ -854,7 +860,8 @@ def test_a_drawing_is_noised_to_t_and_brought_back(model, tmp_path):
     x0 = space.model_input(model, drawing)
     input_picture = np.asarray(grid(x0, scale=space.picture_scale(8, 1)))
     shown = final_tensor(first[-1])
-    assert np.array_equal(shown[:, : input_picture.shape[1]], input_picture)  # input | x_t | result, side by side
+    height, width = input_picture.shape[:2]  # input | x_t | result, side by side, each labelled below
+    assert np.array_equal(shown[:height, :width], input_picture) and shown.shape[0] == height + 18
     (zero,) = space.from_drawing(model, drawing, 0, settings, tmp_path / "c")
     assert np.array_equal(np.asarray(zero.preview), input_picture)  # t = 0: the input itself
 
@@ -866,7 +873,7 @@ def test_a_drawing_from_t_equal_T_is_generates_image_for_that_seed(tmp_path):
     drawing.paste(255, (8, 4, 20, 24))
     drawn = list(space.from_drawing(m, drawing, 1000, settings, tmp_path / "d"))[-1]
     plain = list(space.generate(m, settings, tmp_path / "g"))[-1]
-    ours, theirs = final_tensor(drawn)[:, -plain.preview.width :], final_tensor(plain)
+    ours, theirs = final_tensor(drawn)[: plain.preview.height, -plain.preview.width :], final_tensor(plain)
     assert ours.shape == theirs.shape
     assert np.abs(ours - theirs).mean() < 3  # x_T differs only by sqrt(abar_T) x_0 = 0.006 x_0: the same image
 

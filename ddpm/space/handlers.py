@@ -111,7 +111,8 @@ class Handlers:
             raise ui_error(e) from None
 
     def card(self, model) -> str:
-        return space.describe(model) + "\n\n" + space.budget_note(model, self.registry.limits)
+        """The model's card in the page: what runs here and how long first, then what the model is."""
+        return space.budget_note(model, self.registry.limits) + "\n\n" + space.describe(model)
 
     # one label for what the live box shows in every state (a label that changed would change the API's values)
     LIVE_LABEL = "x_t live, then x_0 (x̂0 at right when shown)"

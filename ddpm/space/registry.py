@@ -141,15 +141,20 @@ def display_name(name: str) -> str:
     return str(path.relative_to(ROOT)) if path.is_absolute() and path.is_relative_to(ROOT) else name
 
 
+PREDICTS = {"epsilon": "the noise ε in it", "sample": "x_0 itself", "v_prediction": "v = √ᾱ_t ε − √(1 − ᾱ_t) x_0"}
+
+
 def describe(model: LoadedModel) -> str:
     """A short markdown card of the model for the UI."""
     cfg, sched = model.unet.config, model.scheduler
     d = sched.diagnostics()
     name = BUNDLED_MODELS.get(model.source) or f"`{display_name(model.source)}`" + trained_on(model)
+    colours = {1: "grey", 3: "colour"}.get(cfg.in_channels, f"{cfg.in_channels} channels")
+    predicts = PREDICTS.get(sched.config.prediction_type, sched.config.prediction_type)
     text = (
-        f"**{name}**: UNet2DModel, {count_parameters(model.unet) / 1e6:.2f} M parameters, "
-        f"{cfg.in_channels} channel(s) at {cfg.sample_size}x{cfg.sample_size} px; T = {sched.num_train_timesteps}, "
-        f"{sched.config.beta_schedule} schedule, predicts {sched.config.prediction_type}."
+        f"**{name}**: a UNet (diffusers' `UNet2DModel`, {count_parameters(model.unet) / 1e6:.2f} M parameters) that "
+        f"takes a noisy image x_t ({colours}, {cfg.sample_size}x{cfg.sample_size} px) and its t and predicts {predicts}; "
+        f"T = {sched.num_train_timesteps} noising steps on a {sched.config.beta_schedule} β schedule."
     )
     return text + (f"\n\n⚠️ {d.warning}" if d.warning else "")
 

@@ -177,8 +177,9 @@ def check_work(model: LoadedModel, settings: Settings, limits: Limits, start: in
 
 
 def budget_note(model: LoadedModel, limits: Limits) -> str:
-    """What this model costs here, from its measured cost (fp32): a step, all T steps and 50 steps of a fast sampler
-    for 16 images, against a request's limit (said when a model loads, so a visitor knows what finishes)."""
+    """What runs here and about how long, in plain words, from the model's measured cost (fp32): 50 steps of a fast
+    sampler and all T steps for 16 images, against a request's limit (said when a model loads, so a visitor knows
+    what finishes)."""
     cost, T = cost_of(model), model.scheduler.num_train_timesteps
     step_ms = cost.seconds(1, 1) * 1000
     budget = limits.max_request_s
@@ -189,12 +190,13 @@ def budget_note(model: LoadedModel, limits: Limits) -> str:
         if seconds <= budget:
             return text
         n = cost.images_that_fit(calls, budget)
-        return text + (f" ({n} finish within it)" if n else f" (1 image gets {cost.steps_that_fit(1, budget)} steps in)")
+        return text + (f" ({n} finish within the limit)" if n else f" (1 image gets {cost.steps_that_fit(1, budget)} steps in)")
 
     fast = min(T, 50)
     device = next(model.unet.parameters()).device.type
     return (
-        f"On this machine ({device}) one step of one image takes about {step_ms:.0f} ms. A request runs up to {budget:g} s "
-        f"here (a longer run stops there and keeps what it made): all {T} steps take {takes(T)}, {fast} "
-        f"DPM-Solver++ or DDIM steps {takes(fast)}."
+        f"**What runs here, and how long**: {fast} steps of a fast sampler (DPM-Solver++ 2M or DDIM) take {takes(fast)}; "
+        f"all {T} steps of the paper's own sampler (Algorithm 2) {takes(T)}. A run stops after {budget:g} s, this Space's "
+        f"limit for one request, and keeps what it made. On this machine ({device}) one step of one image takes about "
+        f"{step_ms:.0f} ms."
     )

@@ -24,6 +24,7 @@ from .views import strength_note
 
 GIF_FRAMES = 60
 GALLERY_FRAMES = 11
+X_T_LABEL, X0_LABEL, NO_X0_LABEL = "x_t", "predicted x_0", "predicted x_0: none yet"  # the halves of a pair
 
 
 @dataclass
@@ -52,19 +53,19 @@ def picture_scale(size: int, num_images: int) -> int:
 @dataclass
 class Kept:
     """What a run keeps of its frames as it goes: the GIF's (captioned with t and SNR), the gallery's (with their t),
-    and the scrubber's x_t | x̂0 pairs, each half captioned, written as PNGs (with their caption)."""
+    and the scrubber's x_t | x̂0 pairs (each half labelled, the pair captioned), written as PNGs (with their caption)."""
 
     frames_dir: Path
     gif: list[Image.Image] = field(default_factory=list)
     gallery: list[tuple[Image.Image, int]] = field(default_factory=list)
     scrub: list[tuple[str, str]] = field(default_factory=list)
 
-    def gif_frame(self, picture: Image.Image, caption: str, x0: Image.Image | None) -> None:
-        """A GIF frame and its scrubber pair (`x0` beside it; None when `picture` already shows x̂0)."""
+    def gif_frame(self, picture: Image.Image, caption: str, pair: Image.Image | None) -> None:
+        """A GIF frame and its scrubber pair (`pair`: x_t beside x̂0; None when `picture` already is that pair)."""
         self.gif.append(captioned(picture, caption))
-        pair = self.gif[-1] if x0 is None else side_by_side(self.gif[-1], captioned(x0, "predicted x_0 from this x_t"))
+        shown = self.gif[-1] if pair is None else captioned(pair, caption)
         path = self.frames_dir / f"scrub-{len(self.scrub):03d}.png"
-        save_png(pair, path)
+        save_png(shown, path)
         self.scrub.append((str(path), caption))
 
 
@@ -76,7 +77,9 @@ def noised_start(model: LoadedModel, noised, generator, nrow: int, scale: int):
     x0, t = noised
     eps = torch.randn(x0.shape, generator=generator)
     x_t = model.scheduler.q_sample(x0, int(t) - 1, eps).to(x0.dtype)
-    return (x_t, int(t)), [grid(x0, nrow=nrow, scale=scale), grid(x_t.clamp(-1, 1), nrow=nrow, scale=scale)]
+    lead = [captioned(grid(x0, nrow=nrow, scale=scale), "x_0, yours"),
+            captioned(grid(x_t.clamp(-1, 1), nrow=nrow, scale=scale), f"x_t, noised to t = {int(t)}")]  # fmt: skip
+    return (x_t, int(t)), lead
 
 
 @dataclass
@@ -94,14 +97,22 @@ class Pictures:
         size = config.sample_size if isinstance(config.sample_size, int) else max(config.sample_size)
         return cls(math.ceil(math.sqrt(settings.num_images)), picture_scale(size, settings.num_images), settings.show_x0)
 
+    def grid(self, x: torch.Tensor) -> Image.Image:
+        return grid(x.clamp(-1, 1), nrow=self.nrow, scale=self.scale)
+
     def render(self, frame) -> Image.Image:
-        picture = grid(frame.sample, nrow=self.nrow, scale=self.scale)
-        return side_by_side(picture, self.predicted(frame)) if self.show_x0 else picture
+        """What a frame shows: x_t, or with `show_x0` the pair x_t | x̂0."""
+        return self.pair(frame) if self.show_x0 else grid(frame.sample, nrow=self.nrow, scale=self.scale)
+
+    def pair(self, frame) -> Image.Image:
+        """x_t beside the network's x̂0 of the step that made it, each half labelled."""
+        return side_by_side(captioned(grid(frame.sample, nrow=self.nrow, scale=self.scale), X_T_LABEL), self.predicted(frame))
 
     def predicted(self, frame) -> Image.Image:
-        """x̂0 of the step that made this frame (grey for x_T, which no step made)."""
-        x0 = frame.pred_original_sample if frame.pred_original_sample is not None else torch.zeros_like(frame.sample)
-        return grid(x0.clamp(-1, 1), nrow=self.nrow, scale=self.scale)
+        """x̂0 of the step that made this frame, labelled; for x_T, which no step made, a grey square that says so."""
+        if frame.pred_original_sample is None:
+            return captioned(self.grid(torch.zeros_like(frame.sample)), NO_X0_LABEL)
+        return captioned(self.grid(frame.pred_original_sample), X0_LABEL)
 
 
 def generate(
@@ -148,7 +159,7 @@ def generate(
         picture = pictures.render(frame)
         caption = frame_caption(scheduler, frame.t)
         if frame.step in keep_gif or stopped:
-            kept.gif_frame(picture, caption, None if settings.show_x0 else pictures.predicted(frame))
+            kept.gif_frame(picture, caption, None if settings.show_x0 else pictures.pair(frame))
         if frame.step in keep_gallery or stopped:
             kept.gallery.append((picture, frame.t))
         if stopped:
@@ -161,6 +172,8 @@ def generate(
             yield Update(picture, f"step {frame.step} of {n} · {caption}{eta_text}", frame.step, n)
     learn_cost(model, settings, network.calls, clock.seconds)
     gif, captions, download = write_results(workdir, scheduler, kept.gif, kept.gallery)
+    if lead:  # the drawing tab: x_0, x_t, then where the reverse process took it, each labelled
+        picture = captioned(picture, "x_0 again, denoised" if stopped is None else "x_t where the limit stopped it")
     for before in reversed(lead):
         picture = side_by_side(before, picture)
     status = final_status(settings, scheduler, n, time.perf_counter() - start_time, stopped, clock.seconds)
