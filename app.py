@@ -290,6 +290,52 @@ def objective_tab(h: Handlers, T: int, sketch):
     return button, [source, class_name, index, upload, t, seed, sketch], views  # sketch: the drawing tab's canvas
 
 
+def copies_tab():
+    """Is it copying? Samples beside their nearest training images, and the ideal denoiser that can only copy."""
+    with gr.Tab("Is it copying?"):
+        gr.Markdown(
+            r"Trained to the end on $N$ images, the loss has one exact minimiser, the *ideal denoiser* "
+            r"$\hat x_0^*(x_t, t) = \sum_i \mathrm{softmax}_i\big(-\|x_t - \sqrt{\bar\alpha_t}\,x_i\|^2 / "
+            r"2(1-\bar\alpha_t)\big)\,x_i$: run through a sampler it can only return training images. Below, the "
+            r"network's samples and the ideal denoiser's from the same noise, and real test images, each beside its "
+            r"nearest training images.",
+            latex_delimiters=LATEX,
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                seed = CheckedNumber(label="Seed (Generate's, for the same x_T)", value=0, precision=0, minimum=0,
+                                     maximum=space.MAX_SEED)  # fmt: skip
+                images = CheckedSlider(1, space.MAX_COPIES_IMAGES, value=4, step=1, label="Number of images")
+                steps = CheckedSlider(1, space.MAX_COPIES_STEPS, value=50, step=1, label="DPM-Solver++ 2M steps")
+                button = gr.Button("Compare with the training set")
+            with gr.Column(scale=2):
+                alt = "the network's samples, the ideal denoiser's and held-out images, each beside its nearest training images"
+                pictures = gr.Image(label="Each row: a picture, then its 3 nearest training images", format="png",
+                                    interactive=False, alt_text=alt)  # fmt: skip
+                text = gr.Markdown()
+    return button, [seed, images, steps], {"pictures": pictures, "text": text}
+
+
+def samplers_tab(T: int):
+    """Which sampler? Every one the Space offers from the same x_T, a row each."""
+    with gr.Tab("Samplers side by side"):
+        gr.Markdown("One $x_T$ and one noise generator through every sampler: what each costs in network calls and "
+                    "what it draws, with the quality the model's card measured for it.", latex_delimiters=LATEX)  # fmt: skip
+        with gr.Row():
+            with gr.Column(scale=1):
+                seed = CheckedNumber(label="Seed", value=0, precision=0, minimum=0, maximum=space.MAX_SEED)
+                images = CheckedSlider(1, space.MAX_SAMPLERS_IMAGES, value=2, step=1, label="Number of images")
+                steps = CheckedSlider(1, T, value=min(T, 50), step=1, label="Steps of the few-step samplers")
+                eta = CheckedSlider(0.0, 1.0, value=1.0, step=0.1, label="DDIM's eta (0: deterministic, 1: DDPM's steps)")
+                button = gr.Button("Run every sampler")
+            with gr.Column(scale=2):
+                alt = "every sampler from one x_T, a row each: x_0, then the network's x̂0 at three t"
+                pictures = gr.Image(label="A row a sampler: x_0, then x̂0 on the way", format="png", interactive=False,
+                                    alt_text=alt)  # fmt: skip
+                text = gr.Markdown()
+    return button, [seed, images, steps, eta], {"pictures": pictures, "text": text}
+
+
 def schedule_tab(h: Handlers):
     """Drawn at once for the loaded model (it never changes for a model), redrawn when another loads."""
     with gr.Tab("Schedule"):
@@ -350,6 +396,8 @@ def build(
             draw_button, draw_stop, draw_t, draw_note, draw_inputs, draw_views = drawing_tab(h, T)
             fwd_button, fwd_inputs, fwd_views = forward_tab(h, T)
             obj_button, obj_inputs, obj_views = objective_tab(h, T, draw_inputs[0])
+            copies_button, copies_inputs, copies_views = copies_tab()
+            samplers_button, samplers_inputs, samplers_views = samplers_tab(T)
             sched_views = schedule_tab(h)
             lk_button, lk_inputs, lk_views = likelihood_tab()
         _, class_name, _, _, t_slider, noise_seed = fwd_inputs
@@ -390,6 +438,10 @@ def build(
         # x_t follows t as the visitor drags or types it (the latest value wins), and a seed typed with Enter
         t_slider.input(forward, [model_state, *fwd_inputs], fwd_outputs, trigger_mode="always_last", **private)
         noise_seed.submit(forward, [model_state, *fwd_inputs], fwd_outputs, **private)
+        samplers, samplers_outputs = by_name(h.samplers, samplers_views)
+        samplers_button.click(samplers, [model_state, *samplers_inputs], samplers_outputs, api_name="samplers")
+        copies, copies_outputs = by_name(h.copies, copies_views)
+        copies_button.click(copies, [model_state, *copies_inputs], copies_outputs, api_name="copies")
         objective, obj_outputs = by_name(h.objective, obj_views)
         obj_button.click(objective, [model_state, *obj_inputs], obj_outputs, api_name="objective")
         objective_at, _ = by_name(h.objective_at, obj_views)

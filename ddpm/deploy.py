@@ -4,7 +4,8 @@
     python -m ddpm.deploy USER/SPACE --model-id USER/MODEL    # ... opening on your model (Space variable MODEL_ID)
 
 What goes up is an allow-list of what the Space runs (`ALLOW`: the app, the library, the bundled models, the card,
-the licence, the pictures the card shows) among the files git would commit (`.gitignore` is honoured), plus
+the licence, the pictures the card shows, and `packages.txt`: Debian's Fashion-MNIST, the training images the "Is it
+copying?" view compares with) among the files git would commit (`.gitignore` is honoured), plus
 `requirements-space.txt` as the Space's `requirements.txt` (only what the app imports, torch as the CPU wheel).
 Nothing goes up if one of those files looks like it holds a secret. The Space card gets `models:` and `datasets:` so
 the Hub links the Space to them. `create_repo(repo_type="space", space_sdk="gradio")`, then one commit over HTTP
@@ -24,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # fnmatch patterns on paths relative to the repository ('*' also crosses '/')
 ALLOW = [
-    "app.py", "README.md", "LICENSE", "ddpm/*.py", "docs/*.png",
+    "app.py", "README.md", "LICENSE", "packages.txt", "ddpm/*.py", "docs/*.png",
     "pretrained/*/model_index.json", "pretrained/*/unet/config.json", "pretrained/*/unet/*.safetensors",
     "pretrained/*/scheduler/scheduler_config.json", "pretrained/*/README.md", "pretrained/*/samples.png",
     "pretrained/*/held_out.npz",

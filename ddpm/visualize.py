@@ -50,6 +50,18 @@ def side_by_side(left: Image.Image, right: Image.Image, gap: int = 8) -> Image.I
     return out
 
 
+def stacked(images: list[Image.Image], gap: int = 8) -> Image.Image:
+    """Pictures one below the other, left-aligned, on white."""
+    mode = "RGB" if any(im.mode == "RGB" for im in images) else "L"
+    out = Image.new(mode, (max(im.width for im in images), sum(im.height for im in images) + gap * (len(images) - 1)),
+                    255 if mode == "L" else (255,) * 3)  # fmt: skip
+    y = 0
+    for im in images:
+        out.paste(im.convert(mode), (0, y))
+        y += im.height + gap
+    return out
+
+
 @functools.cache
 def _font(size: int):
     from PIL import ImageFont

@@ -369,6 +369,14 @@ def test_browser_click_generate(server, tmp_path):
         t_box.press("Enter")
         page.get_by_text("t = 900: ‖ε − ε_θ‖² per pixel", exact=False).first.wait_for(timeout=10_000)
         page.screenshot(path=str(shot.with_name("objective.png")), full_page=True)
+        page.get_by_role("tab", name="Is it copying?").click()
+        page.get_by_role("button", name="Compare with the training set").click()
+        page.get_by_text("Nearest training image (of 60,000)", exact=False).first.wait_for(timeout=60_000)
+        page.screenshot(path=str(shot.with_name("copies.png")), full_page=True)
+        page.get_by_role("tab", name="Samplers side by side").click()
+        page.get_by_role("button", name="Run every sampler").click()
+        page.get_by_text("end on the same pictures", exact=False).first.wait_for(timeout=120_000)
+        page.screenshot(path=str(shot.with_name("samplers.png")), full_page=True)
         page.get_by_role("tab", name="Generate").click()
         # one click on a bundled example loads the T = 200 model, with its schedule warning on the card
         page.get_by_text("This model, and how long a run takes here", exact=True).click()
@@ -397,6 +405,30 @@ def test_browser_click_generate(server, tmp_path):
     assert shot.stat().st_size > 10_000
     errors = [line for line in server["log"].read_text().splitlines() if re.search(r"\bERROR\b|Traceback", line)]
     assert not errors, errors  # the walk left nothing wrong in the server's log
+
+
+def test_is_it_copying_through_the_api(server):
+    """/copies on the bundled Fashion-MNIST model (its 60,000 training images from Debian's dataset-fashion-mnist):
+    three pictures, the ideal denoiser's samples are training images, the network's are not; hostile input is one
+    line."""
+    client = visitor(server, 30)
+    pictures, text = client.predict(0, 2, 20, api_name="/copies")
+    assert Image.open(pictures).width > 3 * Image.open(pictures).height / 2  # three blocks side by side
+    assert "Nearest training image (of 60,000)" in text and "the ideal denoiser's 0.000" in text
+    ours = float(text.split("samples ")[1].split()[0].strip("*,."))
+    assert ours > 0.02
+    with pytest.raises(Exception, match="greater than maximum value 100"):  # refused before it runs, in one line
+        client.predict(0, 2, 10**6, api_name="/copies")
+
+
+def test_every_sampler_side_by_side_through_the_api(server):
+    """/samplers: a row a sampler from one x_T, the calls each made, the fashion-FD the card measured beside it."""
+    client = visitor(server, 31)
+    pictures, text = client.predict(0, 1, 20, 1.0, api_name="/samplers")
+    assert Image.open(pictures).height > 4 * 28  # five rows, one below the other
+    assert "| DPM-Solver++ 2M, 20 steps | 20 |" in text and "end on the same pictures" in text
+    ancestral = next(line for line in text.splitlines() if line.startswith("| DDPM ancestral"))
+    assert ancestral.split(" | ")[1] == "1000" and "±" in ancestral  # the card's score for all T steps
 
 
 # --------------------------------------------------------------------- round 2: what a hostile client tries

@@ -36,7 +36,8 @@ def test_one_command_deploys_the_space_and_a_second_updates_it(tmp_path):
         space = hub.spaces["alice/ddpm-space"]
         assert space.sdk == "gradio" and space.variables == {"MODEL_ID": "alice/ddpm-fashion"}
         files = set(space.files)
-        for needed in ["app.py", "README.md", "LICENSE", "requirements.txt", "ddpm/space/stream.py", "docs/app.png",
+        for needed in ["app.py", "README.md", "LICENSE", "requirements.txt", "packages.txt", "ddpm/space/stream.py",
+                       "docs/app.png",
                        "pretrained/ddpm-fashion/unet/diffusion_pytorch_model.safetensors", "pretrained/ddpm-fashion/held_out.npz",
                        "pretrained/ddpm-digits/scheduler/scheduler_config.json"]:  # fmt: skip
             assert needed in files, needed

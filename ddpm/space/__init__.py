@@ -5,7 +5,9 @@
 - `runtime`: per-run output folders, the disk budget, the network behind one lock, the clock that stops a run;
 - `stream`: a sampling run streamed as updates (live frame, GIF, gallery, zip), from noise or from a drawing;
 - `inputs`: images coming in (held-out test images, uploads, sketches) as model input;
-- `views`: the teaching views (forward process, schedule, strength note, the bound term by term).
+- `views`: the teaching views (forward process, schedule, strength note, the bound term by term);
+- `objective`: the training objective on one picture (Algorithm 1); `copies`: samples beside their nearest training
+  images, and the training set's ideal denoiser; `samplers`: every sampler from one x_T, side by side.
 
 `app.py` wires these to widgets; everything takes and returns plain Python, tensors and PIL images, so it is tested
 directly. Bad input raises `ValueError` (or `ModelLoadError`) with a one-line message for the UI.
@@ -14,6 +16,7 @@ Two modules speak Gradio and are imported by `app.py` only (not here): `guards` 
 line before Gradio decodes them, the request guard in front of its routes) and `handlers` (what the events call).
 """
 
+from .copies import MAX_COPIES_IMAGES, MAX_COPIES_STEPS, copies_view, training_set
 from .frames import SNR_IN_WORDS, frame_caption, log_snr, log_snr_frames
 from .inputs import (
     MAX_UPLOAD_PIXELS,
@@ -41,6 +44,7 @@ from .registry import (
     trained_on,
 )
 from .runtime import DiskBudget, RunClock, Serialized, WorkDirs, on_gpu, pick_device
+from .samplers import MAX_SAMPLERS_IMAGES, samplers_view
 from .settings import (
     CLIP_LABELS,
     CLIP_NOTE,
@@ -65,6 +69,12 @@ from .stream import GALLERY_FRAMES, GIF_FRAMES, Update, from_drawing, generate, 
 from .views import forward_strip, forward_view, likelihood_view, schedule_figure, schedule_report, strength_note
 
 __all__ = [
+    "MAX_SAMPLERS_IMAGES",
+    "samplers_view",
+    "MAX_COPIES_IMAGES",
+    "MAX_COPIES_STEPS",
+    "copies_view",
+    "training_set",
     "ARTICLE_T200_MODEL",
     "BUNDLED_MODEL",
     "BUNDLED_MODELS",

@@ -316,6 +316,27 @@ class Handlers:
         except ValueError as e:
             return {"text": refused(e)}
 
+    def copies(self, model_name, seed, num_images, steps) -> dict:
+        """Is it copying? The network's samples, the training set's ideal denoiser's from the same noise and held-out
+        test images, each beside its nearest training images, and what their distances say."""
+        model = self.current(model_name)
+        self.tidy()
+        try:
+            pictures, text = space.copies_view(model, seed, num_images, steps)
+        except ValueError as e:
+            return {"text": refused(e)}
+        return {"pictures": pictures, "text": text}
+
+    def samplers(self, model_name, seed, num_images, steps, eta) -> dict:
+        """Every sampler from one x_T, side by side, within the request's limit."""
+        model = self.current(model_name)
+        self.tidy()
+        try:
+            pictures, text = space.samplers_view(model, seed, num_images, steps, eta, self.registry.limits.max_request_s)
+        except ValueError as e:
+            return {"text": refused(e)}
+        return {"pictures": pictures, "text": text}
+
     def objective_at(self, model_name, source, class_name, index, upload, t, seed, sketch=None) -> dict:
         """The one picture again at a new t or seed, without the curve: it answers at once."""
         return self.objective(model_name, source, class_name, index, upload, t, seed, sketch, curve=False)

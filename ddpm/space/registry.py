@@ -159,11 +159,17 @@ def describe(model: LoadedModel) -> str:
     return text + (f"\n\n⚠️ {d.warning}" if d.warning else "")
 
 
-def trained_on(model: LoadedModel) -> str:
-    """ ", trained on X" as its model card says (our cards write "trained on **X**"), or nothing."""
+def dataset_name(model: LoadedModel) -> str | None:
+    """The data set the model's card says it was trained on (our cards write "trained on **X**"), or None."""
     card = model.path / "README.md"
     found = re.search(r"trained on \*\*([^*\n]{1,80})\*\*", card.read_text(errors="replace")) if card.is_file() else None
-    return f", trained on {as_plain_text(found[1])}" if found else ""
+    return found[1] if found else None
+
+
+def trained_on(model: LoadedModel) -> str:
+    """ ", trained on X" as its model card says, or nothing."""
+    name = dataset_name(model)
+    return f", trained on {as_plain_text(name)}" if name else ""
 
 
 def as_plain_text(text: str) -> str:
