@@ -57,9 +57,12 @@ CSS = """
 .ddpm-frames .fixed-height { min-height: 0 !important; max-height: none !important; }
 .ddpm-frames:has(.preview) .fixed-height { min-height: min(520px, 85vh) !important; }
 .ddpm-frames .caption-label { opacity: 1; white-space: normal; text-overflow: clip; max-width: 100%; font-size: 11px; }
-@media (max-width: 640px) { .ddpm-live { order: -1; } .ddpm-model { order: 1; } }
+@media (max-width: 640px) { .ddpm-live { order: -1; } .ddpm-model { order: 1; }
+  .ddpm-wide { overflow-x: auto; } .ddpm-wide * { justify-content: flex-start !important; align-items: flex-start !important; }
+  .ddpm-wide img { width: 680px; max-width: none; } }
 """  # galleries wrap to the width they get (a phone shows 3 a row, not 6 cut off), a frame clicked opens large, and
-# captions wrap instead of being cut, in full contrast; a phone shows the live view first
+# captions wrap instead of being cut, in full contrast; a phone shows the live view first, and a wide chart at a
+# readable size that scrolls sideways
 # text at 4.5:1 or more against its background (WCAG AA): Gradio's defaults put white on orange (2.8:1), white on
 # red (3.8:1) and the slider's ends, the footer and the selected tab in light grey or orange on white (1.9:1, 2.8:1)
 THEME = gr.themes.Default().set(
@@ -285,7 +288,7 @@ def objective_tab(h: Handlers, T: int, sketch):
                 picture = gr.Image(label="x_0 · ε · x_t · ε_θ(x_t, t) · ε − ε_θ · x̂0", format="png", interactive=False,
                                    alt_text=alt)  # fmt: skip
                 text = gr.Markdown()
-        chart, reading = gr.Plot(show_label=False), gr.Markdown()
+        chart, reading = gr.Plot(show_label=False, elem_classes=["ddpm-wide"]), gr.Markdown()
     views = {"picture": picture, "text": text, "chart": chart, "reading": reading}
     return button, [source, class_name, index, upload, t, seed, sketch], views  # sketch: the drawing tab's canvas
 
@@ -341,7 +344,8 @@ def schedule_tab(h: Handlers):
     with gr.Tab("Schedule"):
         gr.Markdown("β_t, ᾱ_t = ∏ α_s and SNR(t) = ᾱ_t / (1 − ᾱ_t) of the loaded model, and how close x_T is to N(0, I).")
         figure, report = h.schedule(h.name)
-        return {"schedule": gr.Plot(value=figure, show_label=False), "schedule_report": gr.Markdown(report)}
+        plot = gr.Plot(value=figure, show_label=False, elem_classes=["ddpm-wide"])
+        return {"schedule": plot, "schedule_report": gr.Markdown(report)}
 
 
 def likelihood_tab():
@@ -357,7 +361,7 @@ def likelihood_tab():
             count = CheckedSlider(1, space.MAX_IMAGES, value=8, step=1, label="Number of held-out images (the classes in turn)")
             upload = gr.File(label="Upload an image", file_types=["image"], type="filepath")
         button = gr.Button("Compute the bound")
-        views = {"chart": gr.Plot(show_label=False), "text": gr.Markdown()}
+        views = {"chart": gr.Plot(show_label=False, elem_classes=["ddpm-wide"]), "text": gr.Markdown()}
     return button, [source, count, upload], views
 
 

@@ -294,7 +294,8 @@ def test_browser_click_generate(server, tmp_path):
         page.get_by_text("An example, made when this model loaded", exact=False).wait_for(timeout=60_000)
         arrival = page.locator("img[src*='examples']").first  # the example's trajectory, playing with no click
         arrival.wait_for(timeout=30_000)
-        assert arrival.evaluate("img => img.complete && img.naturalWidth > 0")
+        loaded = "() => [...document.querySelectorAll(\"img[src*='examples']\")].some(i => i.complete && i.naturalWidth > 0)"
+        page.wait_for_function(loaded, timeout=30_000)  # the picture arrived, not only its element
         first_screen(page)
         page.get_by_role("button", name="Generate", exact=True).click(timeout=60_000)
         page.get_by_text("done:", exact=False).wait_for(timeout=240_000)
@@ -396,6 +397,11 @@ def test_browser_click_generate(server, tmp_path):
         phone.evaluate("window.scrollTo(0, 0)")
         for tab in ("Generate", "Your drawing", "Forward process", "Schedule", "Likelihood"):
             assert phone.get_by_role("tab", name=tab).is_visible(), tab
+        phone.get_by_role("tab", name="Schedule").click()  # the chart at a readable width, scrolled sideways
+        chart = phone.locator(".ddpm-wide img").first
+        chart.wait_for(timeout=10_000)
+        assert chart.bounding_box()["width"] >= 600 and chart.bounding_box()["x"] >= 0, chart.bounding_box()
+        phone.get_by_role("tab", name="Generate").click()
         last = phone.get_by_text("t = 0 (x_0)", exact=True).first
         last.scroll_into_view_if_needed(timeout=30_000)
         edge = last.bounding_box()
@@ -519,7 +525,8 @@ def test_only_the_uis_endpoints_are_exposed_and_malformed_calls_get_one_line(ser
 
     client = visitor(server, 60)
     api = client.view_api(print_info=False, return_format="dict")
-    assert sorted(api["named_endpoints"]) == ["/drawing", "/forward", "/generate", "/likelihood", "/load_model", "/objective"]
+    named = ["/copies", "/drawing", "/forward", "/generate", "/likelihood", "/load_model", "/objective", "/samplers"]
+    assert sorted(api["named_endpoints"]) == named
     assert not api["unnamed_endpoints"]
     with pytest.raises(Exception, match="Number of images needs a value"):
         client.predict(0, None, DDIM, 3, 0.0, False, FP32, api_name="/generate")
