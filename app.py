@@ -385,6 +385,27 @@ def by_name(handler, views: dict):
     return call, list(views.values())
 
 
+def wire_views(h: Handlers, model_state, tabs: dict) -> None:
+    """The teaching tabs' events: each tab's button (its API endpoint, named after the tab), and the controls that
+    answer at once (t and the seed of the forward process and of the training example, the image source)."""
+    private = {"api_visibility": "private"}
+    for name in ("forward", "objective", "copies", "samplers"):
+        button, inputs, views = tabs[name]
+        fn, outputs = by_name(getattr(h, name), views)
+        button.click(fn, [model_state, *inputs], outputs, api_name=name)
+    for name, fn in (("forward", h.forward), ("objective", h.objective_at)):  # x_t follows t as it is dragged or typed
+        _, inputs, views = tabs[name]
+        fn, outputs = by_name(fn, views)
+        t, seed = inputs[4:6]
+        t.input(fn, [model_state, *inputs], outputs, trigger_mode="always_last", **private)
+        seed.submit(fn, [model_state, *inputs], outputs, **private)  # a seed typed with Enter
+        inputs[0].change(h.upload_shown, inputs[0], inputs[3], **private)  # the upload box only when chosen
+    button, inputs, views = tabs["likelihood"]
+    likelihood, outputs = by_name(h.likelihood, views)
+    likelihood = space.on_gpu(likelihood, h.likelihood_seconds)
+    button.click(likelihood, [model_state, *inputs], outputs, api_name="likelihood", concurrency_limit=1)
+
+
 def build(
     default_model: str | None = None, workdir: str | None = None, allow_local: bool = False, limits: Limits | None = None
 ) -> gr.Blocks:
@@ -437,27 +458,10 @@ def build(
         for control in (num_images, sampler, num_steps, precision):
             control.change(h.estimate, [model_state, num_images, sampler, num_steps, precision], estimate, **private)
         draw_t.input(h.strength, [model_state, draw_t], draw_note, **private)
-        forward, fwd_outputs = by_name(h.forward, fwd_views)
-        fwd_button.click(forward, [model_state, *fwd_inputs], fwd_outputs, api_name="forward")
-        # x_t follows t as the visitor drags or types it (the latest value wins), and a seed typed with Enter
-        t_slider.input(forward, [model_state, *fwd_inputs], fwd_outputs, trigger_mode="always_last", **private)
-        noise_seed.submit(forward, [model_state, *fwd_inputs], fwd_outputs, **private)
-        samplers, samplers_outputs = by_name(h.samplers, samplers_views)
-        samplers_button.click(samplers, [model_state, *samplers_inputs], samplers_outputs, api_name="samplers")
-        copies, copies_outputs = by_name(h.copies, copies_views)
-        copies_button.click(copies, [model_state, *copies_inputs], copies_outputs, api_name="copies")
-        objective, obj_outputs = by_name(h.objective, obj_views)
-        obj_button.click(objective, [model_state, *obj_inputs], obj_outputs, api_name="objective")
-        objective_at, _ = by_name(h.objective_at, obj_views)
-        obj_t, obj_seed = obj_inputs[4:6]
-        obj_t.input(objective_at, [model_state, *obj_inputs], obj_outputs, trigger_mode="always_last", **private)
-        obj_seed.submit(objective_at, [model_state, *obj_inputs], obj_outputs, **private)
-        obj_inputs[0].change(h.upload_shown, obj_inputs[0], obj_inputs[3], **private)
-        fwd_source = fwd_inputs[0]
-        fwd_source.change(h.upload_shown, fwd_source, fwd_inputs[3], **private)
-        likelihood, lk_outputs = by_name(h.likelihood, lk_views)
-        likelihood = space.on_gpu(likelihood, h.likelihood_seconds)
-        lk_button.click(likelihood, [model_state, *lk_inputs, noise_seed], lk_outputs, api_name="likelihood", concurrency_limit=1)
+        views = {"forward": (fwd_button, fwd_inputs, fwd_views), "objective": (obj_button, obj_inputs, obj_views),
+                 "copies": (copies_button, copies_inputs, copies_views), "samplers": (samplers_button, samplers_inputs,
+                 samplers_views), "likelihood": (lk_button, [*lk_inputs, noise_seed], lk_views)}  # fmt: skip
+        wire_views(h, model_state, views)
     # a flood is told the queue is full at once; no REST route skips the queue (and its limits)
     app.queue(default_concurrency_limit=2, max_size=16, api_open=False)
     return app

@@ -143,7 +143,14 @@ class DDPMScheduler(SchedulerMixin):
         )
         self.variance_type = variance_type
 
-        # The article's section 4, in float64.
+        self._set_buffers(betas)
+        self.num_inference_steps = None
+        self.custom_timesteps = False
+        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
+
+    def _set_buffers(self, betas: torch.Tensor) -> None:
+        """The article's section 4, in float64: alpha_t = 1 - beta_t, abar_t = prod alpha_s and their roots, and the
+        posterior q(x_{t-1} | x_t, x_0) = N(coef1 x_0 + coef2 x_t, beta-tilde_t I)."""
         self.betas = betas
         self.alphas = 1.0 - betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
@@ -157,14 +164,10 @@ class DDPMScheduler(SchedulerMixin):
         self.posterior_variance = self.betas * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         # beta-tilde_1 = 0, so its log is clipped to the next value (as improved-diffusion does).
         self.posterior_log_variance_clipped = torch.log(
-            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]]) if num_train_timesteps > 1 else self.betas
+            torch.cat([self.posterior_variance[1:2], self.posterior_variance[1:]]) if len(betas) > 1 else self.betas
         )
         self.posterior_mean_coef1 = self.betas * torch.sqrt(self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
         self.posterior_mean_coef2 = (1.0 - self.alphas_cumprod_prev) * torch.sqrt(self.alphas) / (1.0 - self.alphas_cumprod)
-
-        self.num_inference_steps = None
-        self.custom_timesteps = False
-        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
 
     # ------------------------------------------------------------------ schedule facts
     @property
