@@ -35,7 +35,7 @@ from starlette.middleware import Middleware
 from ddpm import space
 from ddpm.space import guards
 from ddpm.space.guards import CheckedNumber, CheckedRadio, CheckedSlider
-from ddpm.space.handlers import CLIPPED, DRAWN, FAST_LABEL, HELD_OUT, UPLOADED, Handlers
+from ddpm.space.handlers import CLIPPED, COPIES_SOURCES, DRAWN, FAST_LABEL, HELD_OUT, UPLOADED, Handlers
 from ddpm.space.limits import Limits
 
 log = logging.getLogger("ddpm.space")
@@ -306,6 +306,7 @@ def copies_tab():
         )
         with gr.Row():
             with gr.Column(scale=1):
+                source = CheckedRadio(list(COPIES_SOURCES), value=next(iter(COPIES_SOURCES)), label="Compare")
                 seed = CheckedNumber(label="Seed (Generate's, for the same x_T)", value=0, precision=0, minimum=0,
                                      maximum=space.MAX_SEED)  # fmt: skip
                 images = CheckedSlider(1, space.MAX_COPIES_IMAGES, value=4, step=1, label="Number of images")
@@ -316,7 +317,7 @@ def copies_tab():
                 pictures = gr.Image(label="Each row: a picture, then its 3 nearest training images", format="png",
                                     interactive=False, alt_text=alt)  # fmt: skip
                 text = gr.Markdown()
-    return button, [seed, images, steps], {"pictures": pictures, "text": text}
+    return button, [source, seed, images, steps], {"pictures": pictures, "text": text}
 
 
 def samplers_tab(T: int):

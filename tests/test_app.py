@@ -418,13 +418,20 @@ def test_is_it_copying_through_the_api(server):
     three pictures, the ideal denoiser's samples are training images, the network's are not; hostile input is one
     line."""
     client = visitor(server, 30)
-    pictures, text = client.predict(0, 2, 20, api_name="/copies")
+    pictures, text = client.predict("new samples for the seed", 0, 2, 20, api_name="/copies")
     assert Image.open(pictures).width > 3 * Image.open(pictures).height / 2  # three blocks side by side
     assert "Nearest training image (of 60,000)" in text and "the ideal denoiser's 0.000" in text
     ours = float(text.split("samples ")[1].split()[0].strip("*,."))
     assert ours > 0.02
     with pytest.raises(Exception, match="greater than maximum value 100"):  # refused before it runs, in one line
-        client.predict(0, 2, 10**6, api_name="/copies")
+        client.predict("new samples for the seed", 0, 2, 10**6, api_name="/copies")
+    # the visitor's own last Generate: its x_0 compared, not new samples; another visitor has none yet
+    status = client.predict(5, 3, DDIM, 10, 0.0, False, FP32, api_name="/generate")[1]
+    assert status.startswith("done: 10 steps for 3 image(s)")
+    _, text = client.predict("your last Generate run", 5, 8, 20, api_name="/copies")
+    assert "**your run's images " in text and "the ideal denoiser's 0.000" in text
+    _, text = visitor(server, 32).predict("your last Generate run", 5, 8, 20, api_name="/copies")
+    assert text.startswith("⚠️ no finished run of yours to compare yet: press Generate first")
 
 
 def test_every_sampler_side_by_side_through_the_api(server):

@@ -72,6 +72,9 @@ def test_the_copies_view_compares_samples_ideal_and_held_out_images(digits):
     assert "Nearest training image (of 1,437)" in text and "the ideal denoiser's 0.000" in text
     ours, real = (float(text.split(label)[1].split()[0].strip("*,.")) for label in ("samples ", "test images "))
     assert ours > 0.02 and real > 0.02
+    train = space.training_set(digits)  # a run's own images, e.g. training images themselves: copies, at 0
+    picture, text = space.copies_view(digits, 0, 8, 20, samples=train[:3].float() / 127.5 - 1)
+    assert "**your run's images 0.000**" in text and picture.height < 4 * (8 * 12 + 18)  # 3 rows, not 8
     with pytest.raises(ValueError, match="pick 1 to 8 images and 1 to 100 steps"):
         space.copies_view(digits, 0, 9, 20)
     with pytest.raises(ValueError, match="whole numbers"):

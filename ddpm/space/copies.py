@@ -62,35 +62,41 @@ def rows(x: torch.Tensor, train: torch.Tensor, scale: int) -> tuple[Image.Image,
     return captioned(grid(tiles, nrow=NEIGHBOURS + 1, scale=scale), "picture, then its 3 nearest training images"), dist
 
 
-def copies_view(model: LoadedModel, seed, num_images, steps) -> tuple[Image.Image, str]:
+def copies_view(model: LoadedModel, seed, num_images, steps, samples: torch.Tensor | None = None) -> tuple[Image.Image, str]:
     """One picture of three blocks side by side (the network's samples, the ideal denoiser's from the same x_T,
-    held-out test images), each row a picture and its nearest training images; and a reading of their distances."""
+    held-out test images), each row a picture and its nearest training images; and a reading of their distances.
+    `samples` (a finished run's x_0, e.g. the visitor's last Generate) replaces the network's new samples."""
     seed, n, steps = check_copies(seed, num_images, steps)
     train = training_set(model)
     if train is None:
         raise ValueError("this model's training images are not on this Space, so there is nothing to compare with")
     kwargs = {"sampler": SAMPLER, "num_inference_steps": steps}
     networks = Serialized(model.unet), Serialized(IdealDenoiser(train, model.scheduler))  # each call a turn
-    ours, ideal = (sample(net, model.scheduler, n, generator=torch.Generator().manual_seed(seed), **kwargs) for net in networks)
+    ours = samples[:n] if samples is not None else None
+    n = n if ours is None else len(ours)
+    ideal = sample(networks[1], model.scheduler, n, generator=torch.Generator().manual_seed(seed), **kwargs)
+    if ours is None:
+        ours = sample(networks[0], model.scheduler, n, generator=torch.Generator().manual_seed(seed), **kwargs)
     held = held_out_set(model)
     real = torch.cat([model_input(model, Image.fromarray(a, mode="L")) for a in held.images[held_out_order(held.labels)[:n]]])
     scale = max(3, 96 // train.shape[-1])
-    sets = [(ours, "the network's samples"), (ideal, "the ideal denoiser's, same x_T"), (real, "held-out test images")]
+    mine = "the network's samples" if samples is None else "your run's images"
+    sets = [(ours, mine), (ideal, f"the ideal denoiser's, seed {seed}"), (real, "held-out test images")]
     pictures, dists = [], []
     for x, title in sets:
         picture, dist = rows(x, train, scale)
         pictures.append(captioned(picture, title))
         dists.append(dist[:, 0])
     picture = side_by_side(side_by_side(pictures[0], pictures[1], gap=16), pictures[2], gap=16)
-    return picture, reading(dists, len(train), steps)
+    return picture, reading(dists, len(train), steps, mine)
 
 
-def reading(dists: list[torch.Tensor], n_train: int, steps: int) -> str:
+def reading(dists: list[torch.Tensor], n_train: int, steps: int, mine: str = "the network's samples") -> str:
     """What the nearest distances say (RMS per pixel, 0 to 1): copies sit at 0, new pictures as far as real ones."""
     ours, ideal, real = (float(d.mean()) for d in dists)
     return (
         f"Nearest training image (of {n_train:,}), as the RMS difference per pixel on a 0-1 scale, averaged over the "
-        f"pictures: **the network's samples {ours:.3f}**, the ideal denoiser's {ideal:.3f}, held-out test images "
+        f"pictures: **{mine} {ours:.3f}**, the ideal denoiser's {ideal:.3f}, held-out test images "
         f"{real:.3f}. The ideal denoiser, the exact minimiser of the training loss on this training set, can only "
         "return training images (0: copies). A network whose samples sit about as far from the training set as real "
         "pictures it never saw made new ones: it generalised. "

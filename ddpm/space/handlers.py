@@ -13,10 +13,13 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
+import torch
 from gradio.utils import get_upload_folder
 
 from .. import space  # the package (this module is not imported by its __init__: no cycle)
 from ..hub import ModelLoadError, one_line
+from ..sampling import sample_shape
 from ..visualize import save_png
 from . import guards
 from .limits import Limits
@@ -27,6 +30,7 @@ EXAMPLE_SECONDS = 10.0  # the arrival example of a model: 50 fast steps, as many
 FAST_LABEL = next(label for label, name in space.SAMPLER_LABELS.items() if name == space.FAST_SAMPLER)
 HELD_OUT, UPLOADED, DRAWN = "held-out test image", "uploaded image", "your drawing (the drawing tab's canvas)"
 CLIPPED = next(label for label, clip in space.CLIP_LABELS.items() if clip)
+COPIES_SOURCES = {"new samples for the seed": None, "your last Generate run": "generate", "your last drawing": "drawing"}
 _refuse = guards.refuse
 
 
@@ -76,6 +80,7 @@ class Handlers:
         self._tidied = 0.0
         self.examples: dict[str, space.Update] = {}
         self._runs: dict[str, int] = {}  # the newest run of each page and kind (see _stream)
+        self._finished: dict[str, str] = {}  # each page's last finished run of each kind: its x_0 file
         self._runs_lock = threading.Lock()
 
     def example(self, name: str, model) -> space.Update:
@@ -234,6 +239,8 @@ class Handlers:
             self._runs[key] = ticket
             while len(self._runs) > 4096:
                 self._runs.pop(next(iter(self._runs)))
+            while len(self._finished) > 4096:
+                self._finished.pop(next(iter(self._finished)))
         return key, ticket
 
     def _stream(self, make_updates, request=None, kind: str = "drawing"):
@@ -251,6 +258,8 @@ class Handlers:
                     yield {"status": "Stopped: you started a new run."}
                     return
                 update.preview = self._preview_file(run, i, update)
+                if update.samples:  # the run's x_0, for "Is it copying?"
+                    self._finished[key] = update.samples
                 yield self.run_values(update, scrubber)
         except ValueError as e:  # refused before it ran: the page keeps the last run's results
             yield {"status": refused(e)}
@@ -316,16 +325,34 @@ class Handlers:
         except ValueError as e:
             return {"text": refused(e)}
 
-    def copies(self, model_name, seed, num_images, steps) -> dict:
-        """Is it copying? The network's samples, the training set's ideal denoiser's from the same noise and held-out
-        test images, each beside its nearest training images, and what their distances say."""
+    def copies(self, model_name, source, seed, num_images, steps, request: gr.Request = None) -> dict:
+        """Is it copying? New samples for a seed, or the visitor's own last Generate run or drawing, the training
+        set's ideal denoiser's and held-out test images, each beside its nearest training images, and what their
+        distances say."""
         model = self.current(model_name)
         self.tidy()
         try:
-            pictures, text = space.copies_view(model, seed, num_images, steps)
+            samples = self._finished_samples(model, source, request)
+            pictures, text = space.copies_view(model, seed, num_images, steps, samples=samples)
         except ValueError as e:
             return {"text": refused(e)}
         return {"pictures": pictures, "text": text}
+
+    def _finished_samples(self, model, source, request):
+        """The x_0 of the visitor's last finished run of the kind `source` names (None: new samples)."""
+        if source not in COPIES_SOURCES:
+            raise ValueError(f"compare one of: {', '.join(COPIES_SOURCES)}")
+        kind = COPIES_SOURCES[source]
+        if kind is None:
+            return None
+        path = self._finished.get(f"{getattr(request, 'session_hash', None)}:{kind}")
+        if path is None or not Path(path).is_file():
+            button = "Generate" if kind == "generate" else "the drawing tab's button"
+            raise ValueError(f"no finished run of yours to compare yet: press {button} first, or compare new samples")
+        x = torch.from_numpy(np.load(path, allow_pickle=False))
+        if tuple(x.shape[1:]) != tuple(sample_shape(model.unet, 1)[1:]):
+            raise ValueError("your last run was made by another model: run it again with this one, or compare new samples")
+        return x
 
     def samplers(self, model_name, seed, num_images, steps, eta) -> dict:
         """Every sampler from one x_T, side by side, within the request's limit."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -39,6 +40,7 @@ class Update:
     gallery: list[tuple[str, str]] = field(default_factory=list)
     download: str | None = None
     scrub: list[tuple[str, str]] = field(default_factory=list)  # (x_t | x̂0 picture, caption) for each GIF frame
+    samples: str | None = None  # a finished run's x_0 as a .npy file [N, C, H, W] in [-1, 1] (the copies view reads it)
 
     @property
     def done(self) -> bool:
@@ -178,7 +180,12 @@ def generate(
         picture = side_by_side(before, picture)
     status = final_status(settings, scheduler, n, time.perf_counter() - start_time, stopped, clock.seconds)
     step = n if stopped is None else stopped.step
-    yield Update(picture, status, step, n, gif=str(gif), gallery=captions, download=str(download), scrub=kept.scrub)
+    samples = None
+    if stopped is None:  # x_0 itself, for "Is it copying?" (a stopped run has none)
+        samples = workdir / "x0.npy"
+        np.save(samples, frame.sample.clamp(-1, 1).float().cpu().numpy())
+    yield Update(picture, status, step, n, gif=str(gif), gallery=captions, download=str(download), scrub=kept.scrub,
+                 samples=None if samples is None else str(samples))  # fmt: skip
 
 
 def final_status(settings: Settings, scheduler, n: int, seconds: float, stopped, held_s: float) -> str:
