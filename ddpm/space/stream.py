@@ -23,6 +23,7 @@ from .runtime import RunClock, Serialized
 from .settings import Settings, fewer, learn_cost, turn_size
 from .views import strength_note
 
+PREVIEW_S = 1.0  # a live preview a second: twice a second cost DDIM-50 about 0.1 of served / network alone (issue 32)
 GIF_FRAMES = 60
 GALLERY_FRAMES = 11
 X_T_LABEL, X0_LABEL, NO_X0_LABEL = "x_t", "predicted x_0", "predicted x_0: none yet"  # the halves of a pair
@@ -121,7 +122,7 @@ def generate(
     model: LoadedModel,
     settings: Settings,
     workdir: str | Path,
-    min_interval: float = 0.5,
+    min_interval: float = PREVIEW_S,
     noised: tuple[torch.Tensor, int] | None = None,
     limit_s: float | None = None,
 ) -> Iterator[Update]:
@@ -217,7 +218,7 @@ def write_results(workdir: Path, scheduler, gif_frames: list[Image.Image], galle
 
 
 def from_drawing(model: LoadedModel, image: Image.Image, t: int, settings: Settings, workdir: str | Path,
-                 min_interval: float = 0.5, limit_s: float | None = None) -> Iterator[Update]:  # fmt: skip
+                 min_interval: float = PREVIEW_S, limit_s: float | None = None) -> Iterator[Update]:  # fmt: skip
     """Your image through q and back through p_theta: x_0 (preprocessed as training data is) -> x_t (the closed
     form, eps from the seed) -> x_0 again by the reverse process from t, streamed as `generate` streams.
     At t = 0 the result is the input; at t = T it is Generate's image for that seed up to sqrt(abar_T) x_0."""
