@@ -13,12 +13,13 @@ from PIL import Image
 
 from ..data import load_arrays
 from ..hub import LoadedModel
-from ..ideal import IdealDenoiser, nearest
+from ..ideal import IdealDenoiser, as_unit, nearest
 from ..sampling import sample
 from ..visualize import captioned, grid, side_by_side
 from .inputs import held_out_order, held_out_set, model_input
 from .registry import dataset_name
 from .runtime import Serialized
+from .settings import MAX_SEED
 
 MAX_COPIES_IMAGES, MAX_COPIES_STEPS, NEIGHBOURS = 8, 100, 3
 SAMPLER = "dpm2m"  # the Space's default sampler
@@ -48,8 +49,8 @@ def check_copies(seed, num_images, steps) -> tuple[int, int, int]:
         seed, num_images, steps = int(seed), int(num_images), int(steps)
     except (TypeError, ValueError, OverflowError):
         raise ValueError("seed, number of images and steps must be whole numbers") from None
-    if not 0 <= seed < 2**32:
-        raise ValueError("the seed must be between 0 and 4294967295")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"the seed must be between 0 and {MAX_SEED}")
     if not 1 <= num_images <= MAX_COPIES_IMAGES or not 1 <= steps <= MAX_COPIES_STEPS:
         raise ValueError(f"pick 1 to {MAX_COPIES_IMAGES} images and 1 to {MAX_COPIES_STEPS} steps")
     return seed, num_images, steps
@@ -58,7 +59,7 @@ def check_copies(seed, num_images, steps) -> tuple[int, int, int]:
 def rows(x: torch.Tensor, train: torch.Tensor, scale: int) -> tuple[Image.Image, torch.Tensor]:
     """Each image of `x` followed by its NEIGHBOURS nearest training images, one row each; and the distances."""
     index, dist = nearest(x, train, NEIGHBOURS)
-    tiles = torch.cat([torch.cat([x[b : b + 1].clamp(-1, 1), train[index[b]].float() / 127.5 - 1]) for b in range(len(x))])
+    tiles = torch.cat([torch.cat([x[b : b + 1].clamp(-1, 1), as_unit(train[index[b]])]) for b in range(len(x))])
     return captioned(grid(tiles, nrow=NEIGHBOURS + 1, scale=scale), "picture, then its 3 nearest training images"), dist
 
 
