@@ -230,10 +230,15 @@ class Handlers:
         except ValueError as e:
             raise ui_error(e) from None
 
+    @staticmethod
+    def _page_key(request, kind: str) -> str:
+        """A page's runs of one kind ("generate" or "drawing"): its newest (`_runs`) and last finished (`_finished`)."""
+        return f"{getattr(request, 'session_hash', None)}:{kind}"
+
     def _newest(self, request, kind: str) -> tuple[str, int]:
         """This run's ticket among the visitor's runs of `kind` (a page's Generate, or its drawing): newer runs
         replace older ones."""
-        key = f"{getattr(request, 'session_hash', None)}:{kind}"
+        key = self._page_key(request, kind)
         with self._runs_lock:
             ticket = self._runs.pop(key, 0) + 1
             self._runs[key] = ticket
@@ -345,7 +350,7 @@ class Handlers:
         kind = COPIES_SOURCES[source]
         if kind is None:
             return None
-        path = self._finished.get(f"{getattr(request, 'session_hash', None)}:{kind}")
+        path = self._finished.get(self._page_key(request, kind))
         if path is None or not Path(path).is_file():
             button = "Generate" if kind == "generate" else "the drawing tab's button"
             raise ValueError(f"no finished run of yours to compare yet: press {button} first, or compare new samples")
